@@ -1,0 +1,340 @@
+"""A realistic synthetic log generator, run by Spark in parallel and deterministic for a seed.
+
+Every random draw is a hash of (seed, salt, keys), not a stateful RNG, so the output does not depend on
+partitioning or on the number of executors, and scales from a tiny test set to 100M+ events by
+parameters alone. What it plants, for the pipeline to find and survive:
+
+- heavy-tailed activity: log-normal per-user activity plus a share of power users at
+  ``power_user_multiplier`` x the median; a daily cycle of event times;
+- per user and 6-hour window an engagement type: ad dwell in the minutes before a conversion is shifted
+  up (``positive``), down (``negative``) or not at all (``low``) in log space (the paper's Figure 4);
+- conversions logged up to 60 s before the impression they belong to (the paper's logging delay);
+- dwell noise from a few ms to several hours, exact duplicate events, and malformed rows (null ids,
+  negative dwell, timestamps outside the partition's day);
+- conversions whose ad matches the user's preferred category (the category dominating their recent
+  ad impressions) much more often in correlated windows than in ``low`` ones, so a model reading EBFs
+  can learn something and segment policies can matter.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dynamix_spark.config import GeneratorConfig
+from schemas.raw import RAW_SCHEMAS
+from schemas.tables import TRUTH_ENGAGEMENT
+
+ENGAGEMENT_TYPES = ("positive", "negative", "low")
+ENGAGEMENT_PROBS = (0.4, 0.25, 0.35)
+TRUTH_WINDOW_S = 21_600  # the planted engagement type is constant over 6-hour windows
+BURST_LOOKBACK_S = 240  # burst impressions lie in [c - 240 s, c]: inside the default 300 s horizon
+SURFACES = ("feed", "stories", "reels", "marketplace")
+MEDIA_TYPES = ("image", "video", "carousel")
+DEVICES = ("ios", "android", "web")
+_MASK53 = (1 << 53) - 1
+
+
+class Draws:
+    """Deterministic pseudo-random columns: hash(seed, salt, keys) -> uniform, normal, choice."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def uniform(self, salt: str, *keys: Column) -> Column:
+        h = F.xxhash64(F.lit(self.seed), F.lit(salt), *keys)
+        return h.bitwiseAND(F.lit(_MASK53)).cast("double") / float(1 << 53)
+
+    def normal(self, salt: str, *keys: Column) -> Column:
+        u1 = F.lit(1.0) - self.uniform(salt + "#1", *keys)  # (0, 1]
+        u2 = self.uniform(salt + "#2", *keys)
+        return F.sqrt(F.lit(-2.0) * F.log(u1)) * F.cos(F.lit(2 * math.pi) * u2)
+
+    def integer(self, salt: str, lo: int, hi: int, *keys: Column) -> Column:
+        """Uniform integer in [lo, hi]."""
+        return (F.lit(lo) + F.floor(self.uniform(salt, *keys) * (hi - lo + 1))).cast("long")
+
+    def choice(self, salt: str, options: tuple[str, ...], *keys: Column) -> Column:
+        idx = F.floor(self.uniform(salt, *keys) * len(options)).cast("int")
+        return F.element_at(F.array(*[F.lit(o) for o in options]), idx + 1)
+
+    def count(self, salt: str, mean: Column, *keys: Column) -> Column:
+        """A non-negative integer with the given mean (uniform jitter of +-50%, rounded stochastically)."""
+        x = mean * (F.lit(0.5) + self.uniform(salt, *keys))
+        return (F.floor(x) + F.when(self.uniform(salt + "#r", *keys) < x - F.floor(x), 1).otherwise(0)).cast("int")
+
+
+def _daily_cycle_second(u: Column) -> Column:
+    """Map a uniform draw to a second of the day with an evening peak (monotone, so still a bijection)."""
+    frac = u + F.lit(0.11) * F.sin(F.lit(2 * math.pi) * u)
+    return F.floor(F.pmod(frac + F.lit(0.35), F.lit(1.0)) * 86_400).cast("long")
+
+
+def _dates(cfg: GeneratorConfig) -> list[str]:
+    start = dt.date.fromisoformat(cfg.start_date)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range(cfg.days)]
+
+
+def users(spark: SparkSession, cfg: GeneratorConfig) -> DataFrame:
+    """One row per user: activity multiplier, preferred category and personal dwell scale."""
+    r = Draws(cfg.seed)
+    uid = F.col("user_id")
+    base = spark.range(1, cfg.n_users + 1, numPartitions=max(2, min(64, cfg.n_users // 5000 + 2)))
+    return base.select(
+        F.col("id").alias("user_id"),
+        F.when(r.uniform("power", uid) < cfg.power_user_share, F.lit(cfg.power_user_multiplier))
+        .otherwise(F.exp(r.normal("activity", uid) * cfg.activity_sigma)).alias("activity"),
+        r.integer("pref_cat", 0, cfg.n_categories - 1, uid).alias("preferred_category"),
+        (F.lit(cfg.log_dwell_mean) + F.lit(0.3) * r.normal("user_dwell", uid)).alias("user_log_dwell"),
+    )
+
+
+def user_days(spark: SparkSession, cfg: GeneratorConfig) -> DataFrame:
+    days = spark.createDataFrame([(i, d) for i, d in enumerate(_dates(cfg))], "day_idx int, day string")
+    days = days.withColumn("day_start_s", F.unix_timestamp(F.to_timestamp("day")))
+    return users(spark, cfg).crossJoin(F.broadcast(days))
+
+
+def truth(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
+    """The planted engagement type per user and 6-hour window."""
+    r = Draws(cfg.seed)
+    w = user_day.withColumn("w", F.explode(F.sequence(F.lit(0), F.lit(86_400 // TRUTH_WINDOW_S - 1))))
+    ws = F.col("day_start_s") + F.col("w") * TRUTH_WINDOW_S
+    u = r.uniform("engagement", F.col("user_id"), ws)
+    p0, p1, _ = ENGAGEMENT_PROBS
+    etype = F.when(u < p0, "positive").when(u < p0 + p1, "negative").otherwise("low")
+    return w.select(
+        "user_id",
+        F.timestamp_seconds(ws).alias("window_start"),
+        etype.alias("engagement_type"),
+        "activity",
+        "preferred_category",
+        F.col("day").alias("ds"),
+    )
+
+
+def _explode_count(df: DataFrame, n: Column, name: str) -> DataFrame:
+    # sequence(1, 0) would count down, so the upper end is at least 1 and the filter removes the rest.
+    return df.withColumn(name, F.explode(F.sequence(F.lit(1), F.greatest(n, F.lit(1))))).where(
+        F.col(name) <= n
+    )
+
+
+def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, category: Column, key: Column) -> DataFrame:
+    ads_per_cat = max(1, cfg.n_ads // cfg.n_categories)
+    ad_id = category * ads_per_cat + r.integer("ad_in_cat", 0, ads_per_cat - 1, key) + 1
+    return (
+        df.withColumn("category_id", category.cast("long"))
+        .withColumn("ad_id", ad_id.cast("long"))
+        .withColumn("campaign_id", (F.col("ad_id") / 10).cast("long") + 1_000_000)
+        .withColumn("advertiser_id", (F.col("ad_id") / 100).cast("long") + 2_000_000)
+        .withColumn("semantic_ids", F.array(
+            F.col("category_id") * 100 + r.integer("sem1", 0, 9, key),
+            F.col("category_id") * 100 + r.integer("sem2", 10, 19, key),
+            r.integer("sem3", 10_000, 10_999, key),
+        ))
+        .withColumn("surface", r.choice("surface", SURFACES, key))
+        .withColumn("media_type", r.choice("media", MEDIA_TYPES, key))
+        .withColumn("position", r.integer("position", 1, 30, key).cast("int"))
+        .withColumn("device_type", r.choice("device", DEVICES, key))
+    )
+
+
+def _with_window_type(df: DataFrame, truth_df: DataFrame, ts_s: Column) -> DataFrame:
+    """Attach the planted engagement type of the 6-hour window holding ``ts_s`` (an equi-join)."""
+    t = truth_df.select(
+        "user_id", F.unix_timestamp("window_start").alias("_tw"), F.col("engagement_type").alias("etype")
+    )
+    df = df.withColumn("_tw", ts_s - F.pmod(ts_s, F.lit(TRUTH_WINDOW_S)))
+    return df.join(t, ["user_id", "_tw"], "left").drop("_tw").fillna({"etype": "low"})
+
+
+def _dwell(r: Draws, cfg: GeneratorConfig, key: Column, shift: Column) -> Column:
+    """Plausible dwell (ms): log-normal around the user's scale, shifted in log space by ``shift``."""
+    log_d = F.col("user_log_dwell") + shift + F.lit(cfg.log_dwell_std) * r.normal("dwell", key)
+    return F.greatest(F.round(F.exp(log_d)), F.lit(260.0)).cast("long")
+
+
+def _noisy_dwell(r: Draws, cfg: GeneratorConfig, key: Column, dwell: Column) -> Column:
+    """Replace a ``dwell_noise_share`` of dwells by implausible ones: 1-200 ms or 1-6 hours."""
+    u = r.uniform("dwell_noise", key)
+    short = r.integer("dwell_short", 1, 200, key)
+    long_ = r.integer("dwell_long", 3_600_000, 6 * 3_600_000, key)
+    half = cfg.dwell_noise_share / 2
+    return F.when(u < half, short).when(u < cfg.dwell_noise_share, long_).otherwise(dwell)
+
+
+def ad_impressions_and_conversions(user_day: DataFrame, truth_df: DataFrame, cfg: GeneratorConfig):
+    r = Draws(cfg.seed)
+    uid, day = F.col("user_id"), F.col("day_idx")
+
+    # Conversions, each with the impression it belongs to and a burst of impressions before it.
+    conv = _explode_count(user_day, r.count("n_conv", F.col("activity") * cfg.conversions_per_user_day, uid, day), "k")
+    ckey = F.concat_ws(":", uid, day, F.col("k"))
+    conv = conv.withColumn("conv_s", F.col("day_start_s") + _daily_cycle_second(r.uniform("conv_t", ckey)))
+    conv = _with_window_type(conv, truth_df, F.col("conv_s"))
+    active = F.col("etype").isin("positive", "negative")
+    p_pref = F.when(active, 0.8).otherwise(0.3)
+    conv_cat = F.when(r.uniform("conv_pref", ckey) < p_pref, F.col("preferred_category")).otherwise(
+        r.integer("conv_cat", 0, cfg.n_categories - 1, ckey))
+    conv = _ad_attributes(conv, r, cfg, conv_cat, ckey)
+    pre_logged = r.uniform("pre_logged", ckey) < cfg.pre_logged_conversion_share
+    # The impression a conversion belongs to: logged up to max_logging_delay_s after the conversion for a
+    # share of conversions (the logging delay), otherwise 1-30 s before it.
+    own_offset = F.when(pre_logged, r.integer("delay", 1, cfg.max_logging_delay_s, ckey)).otherwise(
+        -r.integer("lead", 1, 30, ckey))
+    conv = conv.withColumn("own_s", F.col("conv_s") + own_offset).withColumn("pre_logged", pre_logged)
+    shift = (F.when(F.col("etype") == "positive", cfg.planted_dwell_shift)
+             .when(F.col("etype") == "negative", -cfg.planted_dwell_shift).otherwise(0.0))
+    conv = conv.withColumn("shift", shift)
+
+    conversions = conv.select(
+        F.concat(F.lit("cv-"), ckey).alias("event_id"),
+        "user_id",
+        F.timestamp_seconds("conv_s").alias("event_ts"),
+        F.when(r.uniform("conv_no_ad", ckey) < 0.05, F.lit(None).cast("long")).otherwise(F.col("ad_id")).alias("ad_id"),
+        r.choice("conv_type", ("click", "like", "share", "comment", "purchase"), ckey).alias("conversion_type"),
+        F.col("pre_logged"),
+    )
+
+    own = conv.select(
+        F.concat(F.lit("ai-own-"), ckey).alias("event_id"), "user_id", F.col("own_s").alias("ts_s"),
+        "ad_id", "campaign_id", "advertiser_id", "category_id", "semantic_ids", "surface", "media_type",
+        "position", "device_type", "user_log_dwell", "shift", "day",
+    )
+    burst = _explode_count(conv, r.count("n_burst", F.lit(cfg.burst_impressions_per_conversion), ckey), "j")
+    bkey = F.concat_ws(":", ckey, F.col("j"))
+    burst_cat = F.when(r.uniform("burst_pref", bkey) < 0.6, F.col("preferred_category")).otherwise(
+        r.integer("burst_cat", 0, cfg.n_categories - 1, bkey))
+    burst = _ad_attributes(burst.drop("category_id", "ad_id", "campaign_id", "advertiser_id", "semantic_ids",
+                                      "surface", "media_type", "position", "device_type"),
+                           r, cfg, burst_cat, bkey)
+    burst = burst.select(
+        F.concat(F.lit("ai-b-"), bkey).alias("event_id"), "user_id",
+        (F.col("conv_s") - r.integer("burst_t", 0, BURST_LOOKBACK_S, bkey)).alias("ts_s"),
+        "ad_id", "campaign_id", "advertiser_id", "category_id", "semantic_ids", "surface", "media_type",
+        "position", "device_type", "user_log_dwell", "shift", "day",
+    )
+
+    bg = _explode_count(user_day, r.count("n_bg", F.col("activity") * cfg.ad_impressions_per_user_day, uid, day), "k")
+    gkey = F.concat_ws(":", uid, day, F.col("k"))
+    bg_cat = F.when(r.uniform("bg_pref", gkey) < 0.5, F.col("preferred_category")).otherwise(
+        r.integer("bg_cat", 0, cfg.n_categories - 1, gkey))
+    bg = _ad_attributes(bg, r, cfg, bg_cat, gkey).select(
+        F.concat(F.lit("ai-g-"), gkey).alias("event_id"), "user_id",
+        (F.col("day_start_s") + _daily_cycle_second(r.uniform("bg_t", gkey))).alias("ts_s"),
+        "ad_id", "campaign_id", "advertiser_id", "category_id", "semantic_ids", "surface", "media_type",
+        "position", "device_type", "user_log_dwell", F.lit(0.0).alias("shift"), "day",
+    )
+
+    imps = own.unionByName(burst).unionByName(bg)
+    ekey = F.col("event_id")
+    imps = imps.withColumn("dwell_ms", _noisy_dwell(r, cfg, ekey, _dwell(r, cfg, ekey, F.col("shift"))))
+    ad_impressions = imps.select(
+        "event_id", "user_id", F.timestamp_seconds("ts_s").alias("event_ts"), "ad_id", "campaign_id",
+        "advertiser_id", "category_id", "semantic_ids", "surface", "media_type", "position", "device_type",
+        "dwell_ms",
+    )
+    return ad_impressions, conversions
+
+
+def organic_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
+    r = Draws(cfg.seed + 1)
+    uid, day = F.col("user_id"), F.col("day_idx")
+    df = _explode_count(user_day, r.count("n_org", F.col("activity") * cfg.organic_per_user_day, uid, day), "k")
+    key = F.concat_ws(":", uid, day, F.col("k"))
+    df = df.withColumn("event_id", F.concat(F.lit("oi-"), key))
+    ekey = F.col("event_id")
+    return df.select(
+        "event_id", "user_id",
+        F.timestamp_seconds(F.col("day_start_s") + _daily_cycle_second(r.uniform("org_t", key))).alias("event_ts"),
+        r.integer("content", 1, 5_000_000, key).alias("content_id"),
+        _noisy_dwell(r, cfg, ekey, _dwell(r, cfg, ekey, F.lit(0.3))).alias("dwell_ms"),
+        r.choice("org_media", ("image", "video", "text"), key).alias("media_type"),
+        r.integer("org_pos", 1, 100, key).cast("int").alias("position"),
+    )
+
+
+def page_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
+    r = Draws(cfg.seed + 2)
+    uid, day = F.col("user_id"), F.col("day_idx")
+    df = _explode_count(user_day, r.count("n_page", F.col("activity") * cfg.pages_per_user_day, uid, day), "k")
+    key = F.concat_ws(":", uid, day, F.col("k"))
+    cat = F.when(r.uniform("page_pref", key) < 0.5, F.col("preferred_category")).otherwise(
+        r.integer("page_cat", 0, cfg.n_categories - 1, key))
+    return df.select(
+        F.concat(F.lit("pi-"), key).alias("event_id"), "user_id",
+        F.timestamp_seconds(F.col("day_start_s") + _daily_cycle_second(r.uniform("page_t", key))).alias("event_ts"),
+        (cat * 1000 + r.integer("page", 0, 999, key)).cast("long").alias("page_id"),
+        F.array(cat * 100 + r.integer("psem1", 0, 9, key), r.integer("psem2", 10_000, 10_999, key)).alias("semantic_ids"),
+        r.choice("page_media", ("page", "profile", "shop"), key).alias("media_type"),
+    )
+
+
+def corrupt(df: DataFrame, source: str, cfg: GeneratorConfig) -> DataFrame:
+    """Add exact duplicates and malformed rows; assign the landing partition ``ds``.
+
+    ``ds`` is the UTC date of ``event_ts``, except for rows whose timestamp was deliberately moved
+    outside their partition's day. Rows landing outside the generated date range are left out.
+    """
+    r = Draws(cfg.seed + 3)
+    key = F.col("event_id")
+    df = df.withColumn("ds", F.date_format("event_ts", "yyyy-MM-dd"))
+    dups = df.where(r.uniform(f"dup:{source}", key) < cfg.duplicate_share)
+    df = df.unionByName(dups)
+    u = r.uniform(f"malformed:{source}", key)  # a function of event_id: duplicates stay exact copies
+    kind = F.floor(r.uniform(f"malformed_kind:{source}", key) * 3)
+    bad = u < cfg.malformed_share
+    has_dwell = "dwell_ms" in df.columns
+    df = df.withColumn("user_id", F.when(bad & (kind == 0), F.lit(None).cast("long")).otherwise(F.col("user_id")))
+    if has_dwell:
+        df = df.withColumn("dwell_ms", F.when(bad & (kind == 1), -F.abs(F.col("dwell_ms")) - 1).otherwise(F.col("dwell_ms")))
+    else:
+        df = df.withColumn("event_id", F.when(bad & (kind == 1), F.lit(None).cast("string")).otherwise(F.col("event_id")))
+    direction = F.when(r.uniform("shift_dir", key) < 0.5, -1).otherwise(1)
+    shifted = F.timestamp_seconds(F.unix_seconds("event_ts") + direction * 172_800)
+    df = df.withColumn("event_ts", F.when(bad & (kind == 2), shifted).otherwise(F.col("event_ts")))
+    dates = _dates(cfg)
+    return df.where(F.col("ds").isin(dates))
+
+
+def generate(spark: SparkSession, cfg: GeneratorConfig) -> dict[str, DataFrame]:
+    """All four raw sources (contract columns + ``ds``) and the planted truth, as lazy DataFrames."""
+    ud = user_days(spark, cfg).cache()
+    truth_df = truth(ud, cfg).cache()
+    ads, conv = ad_impressions_and_conversions(ud, truth_df, cfg)
+    out: dict[str, DataFrame] = {}
+    sources = {
+        "ad_impressions": ads,
+        "conversions": conv.drop("pre_logged"),
+        "organic_impressions": organic_impressions(ud, cfg),
+        "page_impressions": page_impressions(ud, cfg),
+    }
+    for name, df in sources.items():
+        schema = RAW_SCHEMAS[name]
+        df = df.select([F.col(f.name).cast(f.dataType) for f in schema.fields])
+        out[name] = corrupt(df, name, cfg)
+    out["truth_engagement"] = truth_df.select([F.col(f.name) for f in TRUTH_ENGAGEMENT.fields])
+    # Which conversions were logged before their own impression (for tests of the logging delay).
+    out["truth_conversions"] = conv.select("event_id", "user_id", "event_ts", "pre_logged")
+    return out
+
+
+def write_raw(spark: SparkSession, cfg: GeneratorConfig, raw_root: str, truth_root: str) -> dict[str, int]:
+    """Write the sources as Parquet under ``<raw_root>/<source>/ds=...`` and the truth under ``truth_root``.
+
+    Existing partitions for the generated dates are replaced (dynamic partition overwrite).
+    """
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    frames = generate(spark, cfg)
+    counts: dict[str, int] = {}
+    for name in RAW_SCHEMAS:
+        df = frames[name].repartition(cfg.files_per_partition * cfg.days, "ds", "event_id")
+        df.write.mode("overwrite").partitionBy("ds").parquet(f"{raw_root}/{name}")
+    for name in ("truth_engagement", "truth_conversions"):
+        frames[name].coalesce(4).write.mode("overwrite").parquet(f"{truth_root}/{name}")
+    for name in RAW_SCHEMAS:
+        counts[name] = spark.read.parquet(f"{raw_root}/{name}").where(F.col("ds").isin(_dates(cfg))).count()
+    return counts

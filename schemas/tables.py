@@ -1,0 +1,82 @@
+"""Schemas of the tables the pipeline writes (all Delta, all partitioned by ``ds`` unless stated)."""
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from schemas.raw import RAW_SCHEMAS
+
+DS = StructField("ds", StringType(), False)  # 'YYYY-MM-DD', the UTC date of event_ts
+
+
+def clean_table_name(source: str) -> str:
+    return f"clean_{source}"
+
+
+# Clean tables keep the raw contract's columns (with their types enforced) plus ds.
+CLEAN_TABLES: dict[str, StructType] = {
+    clean_table_name(src): StructType(list(schema.fields) + [DS]) for src, schema in RAW_SCHEMAS.items()
+}
+
+QUARANTINE = StructType([
+    StructField("source", StringType(), False),
+    StructField("reason", StringType(), False),  # reason code, see dynamix_spark.denoise.REASONS
+    StructField("source_file", StringType(), True),
+    StructField("original_row", StringType(), True),  # the row as read, as JSON
+    StructField("run_id", StringType(), False),
+    DS,
+])
+
+RUN_METRICS = StructType([
+    StructField("run_id", StringType(), False),
+    StructField("job", StringType(), False),
+    StructField("ds", StringType(), False),
+    StructField("source", StringType(), True),
+    StructField("started_at", TimestampType(), False),
+    StructField("ended_at", TimestampType(), False),
+    StructField("status", StringType(), False),
+    StructField("rows_in", LongType(), True),
+    StructField("rows_out", LongType(), True),
+    StructField("rows_quarantined", LongType(), True),
+    StructField("drops", MapType(StringType(), LongType()), True),  # counted drops by reason
+    StructField("quarantined", MapType(StringType(), LongType()), True),  # quarantine by reason
+    StructField("epsilon", DoubleType(), True),
+    StructField("epsilon_mode", StringType(), True),
+    StructField("delta_versions", MapType(StringType(), LongType()), True),
+    StructField("params", StringType(), True),  # JSON of the job's parameters
+])
+
+USER_WINDOW_STATS = StructType([
+    StructField("user_id", LongType(), False),
+    StructField("window_start", TimestampType(), False),
+    StructField("window_end", TimestampType(), False),
+    StructField("n_pos", LongType(), False),
+    StructField("n_neg", LongType(), False),
+    StructField("mean_log_dwell_pos", DoubleType(), True),
+    StructField("mean_log_dwell_neg", DoubleType(), True),
+    StructField("corr", DoubleType(), True),  # eq. 8
+    StructField("pooled_std", DoubleType(), True),
+    StructField("w_mle", DoubleType(), True),  # eq. 7
+    StructField("bayes_w", DoubleType(), True),  # eq. 6
+    StructField("bayes_b", DoubleType(), True),  # eq. 6
+    StructField("segment", IntegerType(), False),  # eq. 9 (0 passive, 1 active; 0..k in multi_level)
+    StructField("epsilon", DoubleType(), False),
+    StructField("epsilon_mode", StringType(), False),
+    DS,
+])
+
+# Planted truth written by the generator beside the raw data (not partitioned).
+TRUTH_ENGAGEMENT = StructType([
+    StructField("user_id", LongType(), False),
+    StructField("window_start", TimestampType(), False),
+    StructField("engagement_type", StringType(), False),  # positive, negative, low
+    StructField("activity", DoubleType(), False),  # activity multiplier (heavy tailed)
+    StructField("preferred_category", LongType(), False),
+    DS,
+])
