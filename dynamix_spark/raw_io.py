@@ -1,0 +1,129 @@
+"""Reading a raw source partition under the contract.
+
+Files are listed through Hadoop's FileSystem (local, HDFS or object stores alike) and their footers read
+one by one, so that a problem is reported with the file that has it:
+- a missing required column or a column whose type cannot be converted fails the read, naming the file
+  and the column (``RawInputError``);
+- an unreadable (corrupt) Parquet file fails the read naming the file;
+- unknown extra columns are dropped with a warning;
+- values that do not parse as the contract's type become a quarantine reason ``unparsable:<column>``
+  (row level), never a silent null.
+Files with the same schema are read together, so the cost is one scan per distinct schema.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from schemas.raw import RAW_SCHEMAS
+
+log = logging.getLogger(__name__)
+
+
+class RawInputError(RuntimeError):
+    """The raw input for a day is missing or breaks the contract at file level."""
+
+
+def partition_path(raw_root: str, source: str, ds: str) -> str:
+    return f"{raw_root.rstrip('/')}/{source}/ds={ds}"
+
+
+def list_parquet_files(spark: SparkSession, path: str) -> list[str]:
+    """Data files of a partition folder (hidden and ``_``-prefixed files skipped); error if it is missing."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hpath):
+        raise RawInputError(f"missing raw input: {path} does not exist")
+    files = []
+    for st in fs.listStatus(hpath):
+        name = st.getPath().getName()
+        if st.isFile() and not name.startswith(("_", ".")):
+            if st.getLen() == 0:
+                # A zero-byte file holds no rows: nothing is lost by skipping it, but say so.
+                log.warning("skipping empty (0-byte) raw file %s", st.getPath().toString())
+                continue
+            files.append(st.getPath().toString())
+    return sorted(files)
+
+
+def _file_schema(spark: SparkSession, file: str) -> StructType:
+    try:
+        return spark.read.parquet(file).schema
+    except Exception as e:  # Spark wraps footer errors in several exception types
+        raise RawInputError(f"{file}: unreadable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:300]})")
+
+
+def _typed_column(name: str, file_type, contract_type) -> tuple[Column, Column | None]:
+    """(column cast to the contract type, 'value did not parse' flag or None when types already match)."""
+    raw = F.col(f"`{name}`")
+    if file_type == contract_type:
+        return raw.alias(name), None
+    typed = raw.try_cast(contract_type)
+    return typed.alias(name), raw.isNotNull() & typed.isNull()
+
+
+def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str) -> DataFrame:
+    """Contract-typed rows of one raw partition with ``_source_file``, ``_reason`` and ``_original``.
+
+    ``_reason`` is ``unparsable:<column>`` for a row with a value that does not convert, else null;
+    ``_original`` is the row as read, as JSON, for those rows only (it goes to quarantine).
+    """
+    contract = RAW_SCHEMAS[source]
+    path = partition_path(raw_root, source, ds)
+    files = list_parquet_files(spark, path)
+    groups: dict[str, list[str]] = defaultdict(list)
+    schemas: dict[str, StructType] = {}
+    for f in files:
+        s = _file_schema(spark, f)
+        key = s.json()
+        schemas[key] = s
+        groups[key].append(f)
+
+    parts: list[DataFrame] = []
+    for key, group in groups.items():
+        schema = schemas[key]
+        by_name = {fld.name: fld for fld in schema.fields}
+        for fld in contract.fields:
+            if fld.name not in by_name:
+                raise RawInputError(f"{group[0]}: missing required column '{fld.name}' for source {source}")
+        extra = sorted(set(by_name) - {f.name for f in contract.fields} - {"ds"})
+        if extra:
+            log.warning("%s: ignoring unknown columns %s (%d file(s) of %s)", group[0], extra, len(group), source)
+        cols, flags = [], []
+        for fld in contract.fields:
+            col, bad = _typed_column(fld.name, by_name[fld.name].dataType, fld.dataType)
+            cols.append(col)
+            if bad is not None:
+                flags.append((fld.name, bad))
+        reason = F.lit(None).cast("string")
+        for name, bad in reversed(flags):
+            reason = F.when(bad, F.lit(f"unparsable:{name}")).otherwise(reason)
+        original = F.to_json(F.struct(*[F.col(f"`{n}`") for n in by_name if n != "ds"]))
+        df = spark.read.schema(schema).parquet(*group)
+        try:
+            part = df.select(
+                *cols,
+                F.input_file_name().alias("_source_file"),
+                reason.alias("_reason"),
+                F.when(reason.isNotNull(), original).alias("_original"),
+            )
+            part.schema  # analysis happens here: a cast Spark cannot do at all names the file
+        except AnalysisException as e:
+            raise RawInputError(f"{group[0]}: a column cannot be converted to the {source} contract: "
+                                f"{str(e).splitlines()[0][:300]}")
+        parts.append(part)
+    if not parts:
+        empty = spark.createDataFrame([], contract)
+        return empty.select("*", F.lit(None).cast("string").alias("_source_file"),
+                            F.lit(None).cast("string").alias("_reason"),
+                            F.lit(None).cast("string").alias("_original"))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
