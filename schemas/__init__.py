@@ -8,6 +8,7 @@ from schemas.tables import (
     QUARANTINE,
     RUN_METRICS,
     TRUTH_ENGAGEMENT,
+    USER_SEGMENTS,
     USER_WINDOW_STATS,
     clean_table_name,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "QUARANTINE",
     "RUN_METRICS",
     "TRUTH_ENGAGEMENT",
+    "USER_SEGMENTS",
     "USER_WINDOW_STATS",
     "clean_table_name",
 ]

@@ -80,3 +80,14 @@ TRUTH_ENGAGEMENT = StructType([
     StructField("preferred_category", LongType(), False),
     DS,
 ])
+
+# The segment per user and window (a narrow copy of user_window_stats for joins and SQL).
+USER_SEGMENTS = StructType([
+    StructField("user_id", LongType(), False),
+    StructField("window_start", TimestampType(), False),
+    StructField("window_end", TimestampType(), False),
+    StructField("segment", IntegerType(), False),
+    StructField("epsilon", DoubleType(), False),
+    StructField("epsilon_mode", StringType(), False),
+    DS,
+])

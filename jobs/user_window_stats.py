@@ -1,0 +1,84 @@
+"""clean -> ``user_window_stats`` and ``user_segments`` for one ``ds`` (DynamiX eqs. 1, 6-9).
+
+    spark-submit jobs/user_window_stats.py --config conf/local.yaml --ds 2026-11-02
+
+Windows are by event time: the day's windows take the clean ad impressions whose ``event_ts`` falls on
+``ds`` (also from the neighbouring partitions, where late or early logging put some), and conversions from
+``ds - 1`` to ``ds + 1`` so that labels near midnight see conversions across the day boundary. Whether
+the next day's conversions were there is recorded in the run metrics (``params.conversion_days``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from dynamix_spark.cli import job_parser, parse_job_args
+from dynamix_spark.config import Config, config_to_dict
+from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id, overwrite_partition, table_path
+from dynamix_spark.segmentation import choose_epsilon, segment
+from dynamix_spark.window_stats import label_impressions, neighbour_days, window_stats
+from dynamix_spark.session import build_spark
+from schemas import USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
+
+JOB = "user_window_stats"
+
+
+def read_inputs(spark, cfg: Config, ds: str):
+    days = neighbour_days(ds)
+    lake = cfg.paths.lake_root
+    imps = (spark.read.format("delta").load(table_path(lake, clean_table_name("ad_impressions")))
+            .where(F.col("ds").isin(days)).where(F.to_date("event_ts") == F.lit(ds).cast("date"))
+            .select("user_id", "event_ts", "dwell_ms"))
+    conv_all = spark.read.format("delta").load(table_path(lake, clean_table_name("conversions")))
+    present = sorted(r[0] for r in conv_all.where(F.col("ds").isin(days)).select("ds").distinct().collect())
+    conv = conv_all.where(F.col("ds").isin(days)).select("user_id", "event_ts")
+    return imps, conv, present
+
+
+def run(spark, cfg: Config, ds: str) -> dict:
+    run_id = new_run_id(JOB, ds)
+    m = RunMetrics(run_id=run_id, job=JOB, ds=ds)
+    imps, conv, conv_days = read_inputs(spark, cfg, ds)
+    if ds not in conv_days:
+        # A day with impressions but no conversion partition would label everything negative.
+        raise RuntimeError(f"clean_conversions has no partition ds={ds}: run denoise for {ds} first")
+    labelled = label_impressions(imps, conv, cfg.stats).persist(StorageLevel.MEMORY_AND_DISK)
+    stats = window_stats(labelled, cfg.stats).persist(StorageLevel.MEMORY_AND_DISK)
+    choice = choose_epsilon(stats, labelled, cfg.segmentation, cfg.stats.window_length_s)
+    out = segment(stats, choice, cfg.segmentation.null_corr_segment).withColumn("ds", F.lit(ds))
+    params = {"ds": ds, "stats": config_to_dict(cfg.stats), "segmentation": config_to_dict(cfg.segmentation),
+              "conversion_days": conv_days, "epsilon": choice.epsilon, "epsilon_mode": choice.mode,
+              "thresholds": list(choice.thresholds), "epsilon_detail": choice.detail}
+    info = {"job": JOB, "run_id": run_id, **params}
+    lake = cfg.paths.lake_root
+    v_stats = overwrite_partition(out, table_path(lake, "user_window_stats"), ds, USER_WINDOW_STATS, info)
+    written = spark.read.format("delta").option("versionAsOf", v_stats).load(table_path(lake, "user_window_stats")) \
+        .where(F.col("ds") == ds)
+    v_seg = overwrite_partition(written, table_path(lake, "user_segments"), ds, USER_SEGMENTS, info)
+    summary = written.agg(F.count("*").alias("windows"), F.sum("n_pos").alias("n_pos"), F.sum("n_neg").alias("n_neg"),
+                          F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr")).first().asDict()
+    m.rows_in = int((summary["n_pos"] or 0) + (summary["n_neg"] or 0))
+    m.rows_out = int(summary["windows"])
+    m.epsilon, m.epsilon_mode = choice.epsilon, choice.mode
+    m.delta_versions = {"user_window_stats": v_stats, "user_segments": v_seg}
+    m.params = params
+    m.status, m.ended_at = "succeeded", dt.datetime.now(dt.timezone.utc)
+    append_run_metrics(spark, lake, [m])
+    labelled.unpersist()
+    stats.unpersist()
+    return {"epsilon": choice.epsilon, "epsilon_mode": choice.mode, **summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cfg = parse_job_args(job_parser("Windowed Corr statistics and segments per user and window"), argv)
+    spark = build_spark(f"{cfg.spark.app_name}-{JOB}", cfg.spark.conf)
+    print(json.dumps(run(spark, cfg, args.ds), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
