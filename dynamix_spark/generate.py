@@ -82,9 +82,14 @@ def users(spark: SparkSession, cfg: GeneratorConfig) -> DataFrame:
     r = Draws(cfg.seed)
     uid = F.col("user_id")
     base = spark.range(1, cfg.n_users + 1, numPartitions=max(2, min(64, cfg.n_users // 5000 + 2)))
+    # Exactly round(share * n) power users (at least one when the share is positive), spread over the id
+    # range by a stride coprime with n: a random draw could give none in a small test set.
+    n_power = max(1, round(cfg.power_user_share * cfg.n_users)) if cfg.power_user_share > 0 else 0
+    stride = next(p for p in range(7919, 10**6) if math.gcd(p, cfg.n_users) == 1)
+    is_power = F.pmod((F.col("id") + cfg.seed) * stride, F.lit(cfg.n_users)) < n_power
     return base.select(
         F.col("id").alias("user_id"),
-        F.when(r.uniform("power", uid) < cfg.power_user_share, F.lit(cfg.power_user_multiplier))
+        F.when(is_power, F.lit(cfg.power_user_multiplier))
         .otherwise(F.exp(r.normal("activity", uid) * cfg.activity_sigma)).alias("activity"),
         r.integer("pref_cat", 0, cfg.n_categories - 1, uid).alias("preferred_category"),
         (F.lit(cfg.log_dwell_mean) + F.lit(0.3) * r.normal("user_dwell", uid)).alias("user_log_dwell"),

@@ -1,0 +1,74 @@
+"""One session-scoped SparkSession (local[2], UTC, few shuffle partitions, UI off, Delta on) and one
+small generated dataset that the pipeline runs over once for the tests that read its outputs."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dynamix_spark.config import load_config  # noqa: E402
+from dynamix_spark.session import build_spark  # noqa: E402
+
+TEST_DATES = ("2026-11-01", "2026-11-02", "2026-11-03")
+MID_DS = TEST_DATES[1]  # has both neighbours
+
+
+@pytest.fixture(scope="session")
+def spark():
+    session = build_spark(
+        "dynamix-tests",
+        {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "4",
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": "4g",
+            "spark.sql.adaptive.enabled": "true",
+        },
+        master="local[2]",
+    )
+    yield session
+    session.stop()
+
+
+def tiny_overrides(root: Path) -> list[str]:
+    return [
+        f"paths.raw_root={root}/raw",
+        f"paths.lake_root={root}/lake",
+        f"paths.truth_root={root}/truth",
+        f"generator.start_date={TEST_DATES[0]}",
+        f"generator.days={len(TEST_DATES)}",
+        "generator.n_users=150",
+        "generator.power_user_share=0.02",
+        "generator.files_per_partition=2",
+        "spark.conf={}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return load_config(ROOT / "conf" / "local.yaml", tiny_overrides(root))
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(spark, tiny_cfg):
+    """The generator's output for 3 days (raw Parquet + truth)."""
+    from dynamix_spark.generate import write_raw
+
+    counts = write_raw(spark, tiny_cfg.generator, tiny_cfg.paths.raw_root, tiny_cfg.paths.truth_root)
+    return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(spark, tiny_cfg, tiny_raw):
+    """denoise for the three days, then user_window_stats for the middle day."""
+    from jobs import denoise, user_window_stats
+
+    outcomes = {ds: denoise.run(spark, tiny_cfg, ds) for ds in TEST_DATES}
+    stats = user_window_stats.run(spark, tiny_cfg, MID_DS)
+    return {"denoise": outcomes, "stats": stats}
