@@ -49,6 +49,8 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
+        # pyarrow is pinned to 14 for Petastorm; Spark's Arrow paths need >= 18, so keep them off.
+        "spark.sql.execution.arrow.pyspark.enabled": "false",
         # Delta's replaceWhere must only ever touch the partitions a run names.
         "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "true",
     }
