@@ -64,3 +64,18 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def spark_submit_args() -> list[str]:
+    """Options that give spark-submit / spark-sql the same Delta set-up as ``build_spark``."""
+    jars = delta_jars()
+    # --driver-class-path as well: spark-sql resolves the Delta extension before --jars are loaded.
+    args = ["--jars", ",".join(jars), "--driver-class-path", ":".join(jars)]
+    for k, v in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}.items():
+        args += ["--conf", f"{k}={v}"]
+    return args
+
+
+if __name__ == "__main__":
+    if "--spark-sql-args" in sys.argv or "--spark-submit-args" in sys.argv:
+        print(" ".join(spark_submit_args()))

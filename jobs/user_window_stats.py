@@ -60,7 +60,9 @@ def run(spark, cfg: Config, ds: str) -> dict:
         .where(F.col("ds") == ds)
     v_seg = overwrite_partition(written, table_path(lake, "user_segments"), ds, USER_SEGMENTS, info)
     summary = written.agg(F.count("*").alias("windows"), F.sum("n_pos").alias("n_pos"), F.sum("n_neg").alias("n_neg"),
-                          F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr")).first().asDict()
+                          F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr"),
+                          F.avg(F.when(F.col("corr").isNotNull(), F.col("segment"))).alias("active_share_with_corr"),
+                          ).first().asDict()
     m.rows_in = int((summary["n_pos"] or 0) + (summary["n_neg"] or 0))
     m.rows_out = int(summary["windows"])
     m.epsilon, m.epsilon_mode = choice.epsilon, choice.mode

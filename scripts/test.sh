@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: set-up (once), then the suite on local Spark; slow benchmark-like tests are skipped
+# unless asked for (bash scripts/test.sh -m slow).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/bootstrap.sh
+export PYSPARK_PYTHON="$ROOT/.venv/bin/python" PYSPARK_DRIVER_PYTHON="$ROOT/.venv/bin/python"
+if [ "$#" -eq 0 ]; then set -- -m "not slow"; fi
+exec "$ROOT/.venv/bin/python" -m pytest -q "$@"
