@@ -332,12 +332,12 @@ def write_raw(spark: SparkSession, cfg: GeneratorConfig, raw_root: str, truth_ro
 
     Existing partitions for the generated dates are replaced (dynamic partition overwrite).
     """
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     frames = generate(spark, cfg)
     counts: dict[str, int] = {}
     for name in RAW_SCHEMAS:
         df = frames[name].repartition(cfg.files_per_partition * cfg.days, "ds", "event_id")
-        df.write.mode("overwrite").partitionBy("ds").parquet(f"{raw_root}/{name}")
+        (df.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+         .partitionBy("ds").parquet(f"{raw_root}/{name}"))
     for name in ("truth_engagement", "truth_conversions"):
         frames[name].coalesce(4).write.mode("overwrite").parquet(f"{truth_root}/{name}")
     for name in RAW_SCHEMAS:
