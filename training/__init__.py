@@ -1,0 +1,1 @@
+"""Training (Petastorm loader, DynInt, DDP): the training issue builds this package."""
