@@ -5,6 +5,8 @@ For each size, the same Parquet input is processed by
   - ``range_join``: Spark with the textbook range join (impressions x conversions on user and
     c BETWEEN t - b AND t + s, then EXISTS per impression),
   - ``duckdb``: DuckDB on the same Parquet (ASOF join for the first conversion at or after t - b),
+  - ``sort_floor``: only the shuffle by user and the sort (no labels): the least any one-sort Spark
+    formulation can cost on this machine,
 each in a fresh process whose peak RSS (process tree) is sampled, on local[2] / 2 DuckDB threads.
 All three write the same per-window statistics; their n_pos totals are compared.
 
@@ -80,6 +82,22 @@ def run_dynamix(inp: Path, s: int) -> dict:
     return {"wall_s": wall, "n_pos": int(n_pos)}
 
 
+def run_sort_floor(inp: Path, s: int) -> dict:
+    """The floor of any one-sort formulation: shuffle the impressions by user and sort them, nothing else."""
+    from pyspark.sql import functions as F
+
+    from dynamix_spark.session import build_spark
+
+    spark = build_spark("bench-sort-floor", SPARK_CONF, master="local[2]")
+    imps = spark.read.parquet(str(inp / "imps"))
+    spark.range(1).count()
+    t0 = time.perf_counter()
+    (imps.repartition("user_id").sortWithinPartitions("user_id", "event_ts")
+     .write.format("noop").mode("overwrite").save())
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "n_pos": None}
+
+
 def run_range_join(inp: Path, s: int) -> dict:
     from pyspark.sql import functions as F
 
@@ -130,7 +148,8 @@ def run_duckdb(inp: Path, s: int) -> dict:
     return {"wall_s": wall, "n_pos": int(n_pos)}
 
 
-METHODS = {"dynamix": run_dynamix, "range_join": run_range_join, "duckdb": run_duckdb}
+METHODS = {"dynamix": run_dynamix, "sort_floor": run_sort_floor, "range_join": run_range_join,
+           "duckdb": run_duckdb}
 
 
 def measure(method: str, inp: Path, s: int, timeout_s: int) -> dict:

@@ -21,7 +21,7 @@ def main(*paths: str) -> str:
         ratio = (r["wall_s"] / base["wall_s"]) if (base and r.get("wall_s") and base.get("wall_s")) else None
         wall = fmt(r.get("wall_s")) if r.get("wall_s") else f"timeout > {r.get('timed_out_after_s')}"
         lines.append(f"| {r['n_impressions']:,} | {r['s']} | {r['method']} | {wall} | {r.get('events_per_s', '-'):,} "
-                     f"| {r['peak_rss_gb']} | {r.get('n_pos', '-')} | {fmt(ratio, 2)} |"
+                     f"| {r['peak_rss_gb']} | {r.get('n_pos') if r.get('n_pos') is not None else '-'} | {fmt(ratio, 2)} |"
                      if isinstance(r.get('events_per_s'), int) else
                      f"| {r['n_impressions']:,} | {r['s']} | {r['method']} | {wall} | - | {r['peak_rss_gb']} | - | - |")
     return "\n".join(lines)

@@ -108,6 +108,71 @@ class SegmentationConfig:
 
 
 @dataclass(frozen=True)
+class PolicySpec:
+    """Which EBF sources each segment class gets ("ad", "ad_reduced", "organic", "page")."""
+    passive: tuple[str, ...] = ("ad",)  # segment 0
+    active: tuple[str, ...] = ("ad",)  # segment >= 1 (every non-passive level in multi_level)
+
+
+def _default_policies() -> Mapping[str, PolicySpec]:
+    # DynamiX Table 2 (removal) and Table 3 (boosting).
+    return types.MappingProxyType({
+        "baseline": PolicySpec(("ad",), ("ad",)),
+        "remove_passive": PolicySpec(("ad_reduced",), ("ad",)),
+        "remove_active": PolicySpec(("ad",), ("ad_reduced",)),
+        "boost_all": PolicySpec(("ad", "organic", "page"), ("ad", "organic", "page")),
+        "boost_active": PolicySpec(("ad", "organic"), ("ad", "organic", "page")),
+    })
+
+
+@dataclass(frozen=True)
+class EbfConfig:
+    seq_len: Mapping[str, int] = field(default_factory=lambda: types.MappingProxyType(
+        {"ad": 32, "organic": 32, "page": 32}))
+    # Label: a conversion on the same ad_id in [t - logging_buffer_s, t + label_horizon_s].
+    label_horizon_s: int = 3600
+    # Days of clean events (and segments) before ds that feed the sequences and the as-of segment.
+    lookback_days: int = 2
+    # The paper's 4 low-importance ad attributes (Table 2), removed for one segment by remove_*.
+    low_importance_attributes: tuple[str, ...] = ("surface", "media_type", "position", "device_type")
+    policies: Mapping[str, PolicySpec] = field(default_factory=_default_policies)
+    build_policies: tuple[str, ...] = ("baseline", "remove_passive", "remove_active", "boost_all", "boost_active")
+    eval_days: int = 1  # time-based split: the last eval_days of ds are the evaluation set
+
+
+Variant = Literal["xdeepint", "da", "dgp", "dwp"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    variant: Variant = "dwp"
+    embed_dim: int = 16
+    num_layers: int = 2  # PIN depth
+    subspaces: int = 2  # h: subspace crossing
+    rank: int = 4  # K pairs (DWP) / rank (DGP)
+    reduction: int = 4  # r of the DA gate network
+    orth_rate: float = 1e-4  # eqs. 11-12
+    hash_buckets: int = 100_003  # rows of each id embedding table (ids are taken mod this)
+    pooling: Literal["mean", "attention"] = "mean"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    policy: str = "baseline"
+    batch_size: int = 1024
+    lr: float = 1e-3
+    epochs: int = 1
+    max_steps: int = 0  # 0: no cap
+    seed: int = 0
+    workers: int = 2  # Petastorm reader workers
+    shuffle_buffer: int = 8192
+    eval_every: int = 100
+    checkpoint_every: int = 200
+    early_stopping_patience: int = 3
+    out_dir: str = "data/runs"
+
+
+@dataclass(frozen=True)
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -115,6 +180,9 @@ class Config:
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    ebf: EbfConfig = field(default_factory=EbfConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "Config":
         _check_ranges(self)
@@ -149,7 +217,8 @@ def _check_ranges(c: Config) -> None:
          f"a window ({s.window_length_s} s) shorter than the forecast horizon ({s.forecast_horizon_s} s)"
          " cannot hold a labelled impression")
     need(s.min_count >= 1, "stats.min_count", "must be >= 1")
-    need(s.skew_bucket_s > 0, "stats.skew_bucket_s", "must be > 0")
+    need(s.skew_bucket_s > 0 and s.window_length_s % s.skew_bucket_s == 0, "stats.skew_bucket_s",
+         f"must be > 0 and divide stats.window_length_s ({s.window_length_s}), got {s.skew_bucket_s}")
     g = c.segmentation
     need(g.epsilon >= 0, "segmentation.epsilon", f"must be >= 0, got {g.epsilon}")
     need(0.0 < g.target_active_fraction < 1.0, "segmentation.target_active_fraction",
@@ -160,6 +229,36 @@ def _check_ranges(c: Config) -> None:
          and all(t >= 0 for t in g.thresholds), "segmentation.thresholds",
          "must be a strictly increasing list of values >= 0")
     need(g.null_corr_segment in (0, 1), "segmentation.null_corr_segment", "must be 0 or 1")
+    e = c.ebf
+    from schemas.ebf import EBF_SOURCES, POLICY_SOURCES
+
+    need(set(e.seq_len) == set(EBF_SOURCES), "ebf.seq_len", f"needs exactly the sources {sorted(EBF_SOURCES)}")
+    for src, n in e.seq_len.items():
+        need(isinstance(n, int) and 1 <= n <= 1024, f"ebf.seq_len.{src}", f"must be an integer in [1, 1024], got {n!r}")
+    need(e.label_horizon_s > 0, "ebf.label_horizon_s", "must be > 0")
+    need(e.lookback_days >= 0, "ebf.lookback_days", "must be >= 0")
+    bad = [a for a in e.low_importance_attributes if a not in EBF_SOURCES["ad"]]
+    need(not bad, "ebf.low_importance_attributes", f"not ad EBF attributes: {bad}")
+    for name, spec in e.policies.items():
+        for cls in ("passive", "active"):
+            srcs = getattr(spec, cls)
+            unknown = [x for x in srcs if x not in POLICY_SOURCES]
+            need(not unknown, f"ebf.policies.{name}.{cls}", f"unknown sources {unknown} (known: {list(POLICY_SOURCES)})")
+    missing = [p for p in e.build_policies if p not in e.policies]
+    need(not missing, "ebf.build_policies", f"not defined in ebf.policies: {missing}")
+    need(e.eval_days >= 1, "ebf.eval_days", "must be >= 1")
+    m = c.model
+    for name in ("embed_dim", "num_layers", "subspaces", "rank", "reduction", "hash_buckets"):
+        need(getattr(m, name) >= 1, f"model.{name}", "must be >= 1")
+    need(m.embed_dim % m.subspaces == 0, "model.subspaces", f"must divide model.embed_dim ({m.embed_dim})")
+    need(m.orth_rate >= 0, "model.orth_rate", "must be >= 0")
+    t = c.train
+    need(t.policy in e.policies, "train.policy", f"not defined in ebf.policies: {t.policy!r}")
+    for name in ("batch_size", "epochs", "eval_every", "checkpoint_every", "early_stopping_patience"):
+        need(getattr(t, name) >= 1, f"train.{name}", "must be >= 1")
+    need(t.lr > 0, "train.lr", "must be > 0")
+    need(t.max_steps >= 0 and t.workers >= 1 and t.shuffle_buffer >= 0, "train.max_steps",
+         "max_steps >= 0, workers >= 1 and shuffle_buffer >= 0 required")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -180,7 +279,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (collections.abc.Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
-        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+        _k, val_tp = typing.get_args(tp)
+        if val_tp is str:
+            return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+        return types.MappingProxyType({str(k): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()})
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true/false, got {value!r}")

@@ -35,12 +35,14 @@ def ds_predicate(ds: str, column: str = "ds") -> str:
 
 
 def overwrite_partition(df: DataFrame, path: str, ds: str, schema: StructType, commit_info: Mapping[str, Any],
-                        partition_by: tuple[str, ...] = ("ds",)) -> int:
-    """Replace the ``ds`` partition of the Delta table at ``path`` with ``df``; return the new version."""
+                        partition_by: tuple[str, ...] = ("ds",), extra_predicate: str | None = None) -> int:
+    """Replace the ``ds`` partition (narrowed by ``extra_predicate``) of the Delta table at ``path`` with
+    ``df`` in one commit; return the new version."""
     out = conform(df, schema)
+    where = ds_predicate(ds) + (f" AND ({extra_predicate})" if extra_predicate else "")
     (out.write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", ds_predicate(ds))
+        .option("replaceWhere", where)
         .option("userMetadata", json.dumps(commit_info, sort_keys=True, default=str))
         .partitionBy(*partition_by)
         .save(path))

@@ -11,11 +11,14 @@ join, and its cost does not grow with s:
   earliest conversion at or after its key (Spark evaluates a growing frame in O(1) per row, while an
   ``unboundedFollowing`` frame would be O(n^2) per partition).
 
-Skew: the window is partitioned by (user, time bucket of ``skew_bucket_s``), not by user alone, so a
-power user with millions of events a day is spread over 24 (for 1 h buckets) window partitions. A
-conversion is copied into every bucket whose impressions can reach it (those starting within b + s
-before it), so each bucket is self-contained; conversions are few next to impressions, and the copies
-grow with ceil((b + s) / bucket) only.
+Skew: the window is partitioned by (user, time bucket of ``skew_bucket_s`` holding t), not by user
+alone, so a power user with millions of events a day is spread over 24 (for 1 h buckets) window
+partitions. A conversion is copied into every bucket whose impressions can reach it (t in [c - s, c + b]),
+so each bucket is self-contained; conversions are few next to impressions, and the copies grow with
+ceil((b + s) / bucket) only.
+
+One shuffle of the impressions: the statistics aggregate first per (user, bucket, window), which the
+labelling's partitioning already satisfies, and only those small partial aggregates move again.
 """
 from __future__ import annotations
 
@@ -34,40 +37,53 @@ def neighbour_days(ds: str) -> list[str]:
     return [(d + dt.timedelta(days=k)).isoformat() for k in (-1, 0, 1)]
 
 
-def label_impressions(impressions: DataFrame, conversions: DataFrame, cfg: StatsConfig) -> DataFrame:
-    """Ad impressions (user_id, event_ts, dwell_ms) -> the same with ``label`` (C of eq. 1, 0/1).
+def label_impressions(
+    impressions: DataFrame,
+    conversions: DataFrame,
+    cfg: StatsConfig,
+    *,
+    keys: tuple[str, ...] = ("user_id",),
+    horizon_s: int | None = None,
+    keep: tuple[str, ...] = ("dwell_ms",),
+) -> DataFrame:
+    """Ad impressions -> ``keys + (event_ts,) + keep + (label, skew_bucket)``; ``label`` is C of eq. 1.
 
-    ``conversions`` (user_id, event_ts) must cover [t - b, t + s] for every impression t: the caller
-    passes the neighbouring days' conversions too.
+    An impression at t of a key (a user; a (user, ad) pair for ad-level labels) gets 1 when the same key
+    has a conversion in [t - b, t + s] (s = ``horizon_s``, default the forecast horizon). ``conversions``
+    (keys, event_ts) must cover that interval for every impression: callers pass neighbouring days too.
+    ``skew_bucket`` (floor(t / skew_bucket_s)) is returned so that aggregations can reuse the partitioning.
     """
-    b_us, s_us = cfg.logging_buffer_s * US, cfg.forecast_horizon_s * US
+    b_us = cfg.logging_buffer_s * US
+    s_us = (cfg.forecast_horizon_s if horizon_s is None else horizon_s) * US
     bucket_us = cfg.skew_bucket_s * US
+    k = list(keys)
+    t = F.unix_micros("event_ts")
     imp = impressions.select(
-        "user_id",
-        F.unix_micros("event_ts").alias("t"),
-        "dwell_ms",
-    ).withColumn("key", F.col("t") - b_us)
-    imp = imp.select("user_id", F.floor(F.col("key") / bucket_us).alias("bucket"), "key", "t", "dwell_ms",
-                     F.lit(0).alias("kind"))
-    c = conversions.select("user_id", F.unix_micros("event_ts").alias("key")).where(F.col("user_id").isNotNull())
-    # An impression in bucket k has key in [k B, (k+1) B) and reaches conversions in [key, key + b + s].
-    first_b = F.floor((F.col("key") - (b_us + s_us)) / bucket_us)
-    last_b = F.floor(F.col("key") / bucket_us)
-    conv = c.select("user_id", F.explode(F.sequence(first_b, last_b)).alias("bucket"), "key",
-                    F.lit(None).cast("long").alias("t"), F.lit(None).cast("long").alias("dwell_ms"),
-                    F.lit(1).alias("kind"))
+        *k, F.floor(t / bucket_us).alias("skew_bucket"), (t - b_us).alias("key"), t.alias("t"),
+        *[F.col(c) for c in keep], F.lit(0).alias("kind"))
+    c = conversions.select(*k, F.unix_micros("event_ts").alias("key"))
+    for col in k:
+        c = c.where(F.col(col).isNotNull())
+    # Impressions are bucketed by t; one with t in [kB, (k+1)B) reaches conversions in [t - b, t + s], so
+    # a conversion at c is copied into the buckets from floor((c - s) / B) to floor((c + b) / B).
+    first_b = F.floor((F.col("key") - s_us) / bucket_us)
+    last_b = F.floor((F.col("key") + b_us) / bucket_us)
+    pad = [F.lit(None).cast(impressions.schema[col].dataType).alias(col) for col in keep]
+    conv = c.select(*k, F.explode(F.sequence(first_b, last_b)).alias("skew_bucket"), "key",
+                    F.lit(None).cast("long").alias("t"), *pad, F.lit(1).alias("kind"))
     events = imp.unionByName(conv)
-    w = (Window.partitionBy("user_id", "bucket")
+    w = (Window.partitionBy(*k, "skew_bucket")
          .orderBy(F.col("key").desc(), F.col("kind").desc())
          .rowsBetween(Window.unboundedPreceding, Window.currentRow))
     next_conv = F.min(F.when(F.col("kind") == 1, F.col("key"))).over(w)
     labelled = events.withColumn("next_conv", next_conv).where(F.col("kind") == 0)
     label = F.when(F.col("next_conv").isNotNull() & (F.col("next_conv") <= F.col("t") + s_us), 1).otherwise(0)
     return labelled.select(
-        "user_id",
+        *k,
         F.timestamp_micros("t").alias("event_ts"),
-        "dwell_ms",
+        *keep,
         label.alias("label"),
+        "skew_bucket",
     )
 
 
@@ -89,19 +105,39 @@ def window_stats(labelled: DataFrame, cfg: StatsConfig) -> DataFrame:
     """
     x = F.log(F.col("dwell_ms").cast("double"))
     pos = F.col("label") == 1
-    g = labelled.withColumn("window_start", window_start_of(F.col("event_ts"), cfg.window_length_s)).groupBy(
-        "user_id", "window_start").agg(
-        F.sum(F.col("label")).cast("long").alias("n_pos"),
-        F.sum(1 - F.col("label")).cast("long").alias("n_neg"),
-        F.avg(F.when(pos, x)).alias("mean_log_dwell_pos"),
-        F.avg(F.when(~pos, x)).alias("mean_log_dwell_neg"),
-        F.var_samp(F.when(pos, x)).alias("_var_pos"),
-        F.var_samp(F.when(~pos, x)).alias("_var_neg"),
+    keyed = labelled.withColumn("window_start", window_start_of(F.col("event_ts"), cfg.window_length_s))
+    if "skew_bucket" not in labelled.columns:
+        keyed = keyed.withColumn("skew_bucket", F.lit(0))
+    # Level 1 per (user, skew bucket, window): grouping by the labelling window's own partition keys
+    # reuses its shuffle (no exchange of the impressions). A bucket lies in one window (the bucket length
+    # divides the window length). Level 2 merges the few bucket rows per window (Chan et al.'s pairwise
+    # mean / M2 update), so only small partial aggregates are shuffled a second time.
+    part = keyed.groupBy("user_id", "skew_bucket", "window_start").agg(
+        F.sum(F.col("label")).cast("long").alias("np"),
+        F.sum(1 - F.col("label")).cast("long").alias("nn"),
+        F.avg(F.when(pos, x)).alias("mp"),
+        F.avg(F.when(~pos, x)).alias("mn"),
+        (F.coalesce(F.var_pop(F.when(pos, x)), F.lit(0.0)) * F.sum(F.col("label"))).alias("m2p"),
+        (F.coalesce(F.var_pop(F.when(~pos, x)), F.lit(0.0)) * F.sum(1 - F.col("label"))).alias("m2n"),
+    )
+
+    def merged(n: str, m: str, m2: str, prefix: str) -> list[Column]:
+        total = F.sum(n)
+        mean = F.sum(F.col(n) * F.col(m)) / total
+        # M2 = sum M2_i + sum n_i m_i^2 - n mean^2 (the between-bucket part of the pooled variance)
+        between = F.sum(F.col(n) * F.col(m) * F.col(m)) - total * mean * mean
+        return [mean.alias(f"mean_log_dwell_{prefix}"),
+                (F.sum(m2) + F.greatest(between, F.lit(0.0))).alias(f"_m2_{prefix}")]
+
+    g = part.groupBy("user_id", "window_start").agg(
+        F.sum("np").cast("long").alias("n_pos"),
+        F.sum("nn").cast("long").alias("n_neg"),
+        *merged("np", "mp", "m2p", "pos"),
+        *merged("nn", "mn", "m2n", "neg"),
     )
     n_pos, n_neg = F.col("n_pos"), F.col("n_neg")
     mu1, mu0 = F.col("mean_log_dwell_pos"), F.col("mean_log_dwell_neg")
-    ss = (F.coalesce(F.col("_var_pos"), F.lit(0.0)) * F.greatest(n_pos - 1, F.lit(0))
-          + F.coalesce(F.col("_var_neg"), F.lit(0.0)) * F.greatest(n_neg - 1, F.lit(0)))
+    ss = F.coalesce(F.col("_m2_pos"), F.lit(0.0)) + F.coalesce(F.col("_m2_neg"), F.lit(0.0))
     pooled_std = F.when((n_pos >= 1) & (n_neg >= 1) & (n_pos + n_neg > 2), F.sqrt(ss / (n_pos + n_neg - 2)))
     enough = (n_pos >= cfg.min_count) & (n_neg >= cfg.min_count)
     corr = F.when(enough, mu1 - mu0)
@@ -115,5 +151,5 @@ def window_stats(labelled: DataFrame, cfg: StatsConfig) -> DataFrame:
         .withColumn("w_mle", F.when(has_var, F.col("corr") / F.col("pooled_std")))
         .withColumn("bayes_w", F.when(has_var, -F.col("corr") / var))
         .withColumn("bayes_b", F.when(has_var, (mu0 * mu0 - mu1 * mu1) / (2 * var) + F.log(prior / (1 - prior))))
-        .drop("_var_pos", "_var_neg")
+        .drop("_m2_pos", "_m2_neg")
     )

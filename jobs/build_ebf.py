@@ -1,0 +1,112 @@
+"""clean tables + user_segments -> ``ebf_examples`` for one ``ds`` and every policy in ``ebf.build_policies``.
+
+    spark-submit jobs/build_ebf.py --config conf/local.yaml --ds 2026-11-02
+
+Examples are the clean ad impressions whose ``event_ts`` falls on ``ds``. Sequences read the clean events
+of the ``ebf.lookback_days`` before it; labels read conversions up to ``ds + 1`` (the label horizon may
+cross midnight); segments read ``user_segments`` of the lookback. The day's partitions of the built
+policies are replaced in one commit (``replaceWhere`` on ds and policy), other policies are untouched.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from dynamix_spark.cli import job_parser, parse_job_args
+from dynamix_spark.config import Config, config_to_dict
+from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id, overwrite_partition, table_path
+from dynamix_spark.ebf import apply_policy, build_examples
+from dynamix_spark.session import build_spark
+from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
+from schemas.tables import clean_table_name
+
+JOB = "build_ebf"
+
+
+def _days(ds: str, before: int, after: int) -> list[str]:
+    d = dt.date.fromisoformat(ds)
+    return [(d + dt.timedelta(days=k)).isoformat() for k in range(-before, after + 1)]
+
+
+def _read(spark, lake: str, table: str, days: list[str]):
+    return spark.read.format("delta").load(table_path(lake, table)).where(F.col("ds").isin(days))
+
+
+def _present_days(df) -> list[str]:
+    return sorted(r[0] for r in df.select("ds").distinct().collect())
+
+
+def read_inputs(spark, cfg: Config, ds: str) -> dict:
+    lake, e = cfg.paths.lake_root, cfg.ebf
+    day = F.lit(ds).cast("date")
+    day_start = F.to_timestamp(F.lit(ds))
+    day_end = day_start + F.expr("INTERVAL 1 DAY")
+    lookback_start = F.to_timestamp(F.lit(_days(ds, e.lookback_days, 0)[0]))
+    imps = _read(spark, lake, clean_table_name("ad_impressions"), _days(ds, 1, 1))
+    queries = imps.where(F.to_date("event_ts") == day)
+    events = {}
+    for src, table in EBF_SOURCE_TABLES.items():
+        cols = ["user_id", "event_id", "event_ts", *[a for a in EBF_SOURCES[src] if a != "event_ts"]]
+        events[src] = (_read(spark, lake, table, _days(ds, e.lookback_days + 1, 1))
+                       .where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(*cols))
+    seg_all = _read(spark, lake, "user_segments", _days(ds, e.lookback_days, 0))
+    seg_days = _present_days(seg_all)
+    if ds not in seg_days:
+        raise RuntimeError(f"user_segments has no partition ds={ds}: run user_window_stats for {ds} first")
+    segments = seg_all.where(F.col("window_end") <= day_end).select("user_id", "window_end", "segment")
+    conv_all = _read(spark, lake, clean_table_name("conversions"), _days(ds, 1, 1))
+    conv_days = _present_days(conv_all)
+    return {"queries": queries, "events": events, "segments": segments,
+            "conversions": conv_all.select("user_id", "ad_id", "event_ts"),
+            "segment_days": seg_days, "conversion_days": conv_days}
+
+
+def run(spark, cfg: Config, ds: str) -> dict:
+    run_id = new_run_id(JOB, ds)
+    m = RunMetrics(run_id=run_id, job=JOB, ds=ds)
+    inp = read_inputs(spark, cfg, ds)
+    examples = build_examples(inp["queries"], inp["events"], inp["segments"], inp["conversions"], cfg.stats,
+                              cfg.ebf, cfg.segmentation.null_corr_segment).persist(StorageLevel.MEMORY_AND_DISK)
+    policies = list(cfg.ebf.build_policies)
+    out = None
+    for p in policies:
+        part = apply_policy(examples, p, cfg.ebf).withColumn("ds", F.lit(ds))
+        out = part if out is None else out.unionByName(part)
+    params = {"ds": ds, "ebf": config_to_dict(cfg.ebf), "stats": config_to_dict(cfg.stats),
+              "conversion_days": inp["conversion_days"], "segment_days": inp["segment_days"]}
+    info = {"job": JOB, "run_id": run_id, **params}
+    in_list = ", ".join(f"'{p}'" for p in policies)
+    path = table_path(cfg.paths.lake_root, "ebf_examples")
+    version = overwrite_partition(out, path, ds, EBF_EXAMPLES, info, partition_by=("ds", "policy", "segment"),
+                                  extra_predicate=f"policy IN ({in_list})")
+    summary = examples.agg(F.count("*").alias("examples"), F.sum("label").alias("positives"),
+                           F.avg("ad_len").alias("mean_ad_len")).first().asDict()
+    seg_counts = {str(r["segment"]): r["count"] for r in examples.groupBy("segment").count().collect()}
+    top_user = examples.groupBy("user_id").count().agg(F.max("count")).first()[0]
+    n_queries = inp["queries"].count()
+    if summary["examples"] != n_queries:  # one example per clean ad impression, none lost or doubled
+        raise RuntimeError(f"ebf_examples for {ds}: {summary['examples']} examples for {n_queries} impressions")
+    m.rows_in, m.rows_out = n_queries, int(summary["examples"]) * len(policies)
+    m.delta_versions = {"ebf_examples": version}
+    m.params = {**params, "segments": seg_counts, "positives": summary["positives"],
+                "max_examples_per_user": top_user, "policies": policies}
+    m.status, m.ended_at = "succeeded", dt.datetime.now(dt.timezone.utc)
+    append_run_metrics(spark, cfg.paths.lake_root, [m])
+    examples.unpersist()
+    return {"examples": summary["examples"], "positives": summary["positives"], "segments": seg_counts,
+            "policies": policies, "delta_version": version, "max_examples_per_user": top_user}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cfg = parse_job_args(job_parser("Build segmented EBF training examples (ebf_examples)"), argv)
+    spark = build_spark(f"{cfg.spark.app_name}-{JOB}", cfg.spark.conf)
+    print(json.dumps(run(spark, cfg, args.ds), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The ``ebf_examples`` contract: one training example per clean ad impression and experiment arm (policy).
+
+Everything a loader reads is a number: ids are hashed to integers here, once, reproducibly, so neither
+Petastorm nor the model parses strings. Layout of one example (partitioned by ``ds``, ``policy``,
+``segment``; Delta partition values live in the path, not in the data files):
+
+- ``user_id``, ``event_ts_us`` (the impression time t, microseconds), ``label`` (0/1),
+  ``segment_window_end_us`` (end of the window whose segment this example uses; null when none);
+- target ad: ``tgt_<attr>`` for :data:`TARGET_ATTRIBUTES` (ints; the target's own dwell is not a feature:
+  it is only known after the impression);
+- EBF sequences, one per source: ``<src>_seq_<attr>`` (array<int>, most recent event first, padded with 0
+  to the source's fixed length from conf) and ``<src>_len`` (int, events before padding). Only events
+  strictly before t are in a sequence.
+
+A removed attribute (policy ``remove_*``) or a source not given to a segment (``baseline`` has no
+organic/page EBF) is a null column in that partition: nothing is stored and the loader does not read it.
+
+Integer encoding (:func:`id_expr` in ``dynamix_spark.ebf`` implements it in Spark; documented here):
+- categorical values: ``1 + pmod(xxhash64('<attr>', value), 2^31 - 1)`` (Spark's xxhash64, seed 42);
+  ``semantic_ids`` hashes the whole array; 0 is padding/null;
+- ``dwell_ms``: ``1 + min(63, floor(4 ln(dwell_ms)))`` (quarter-nat buckets of log dwell);
+- ``position``: ``1 + min(position, 999)``;
+- ``event_ts`` in a sequence: the age at t, ``1 + min(40, floor(log2(1 + (t - event_ts) seconds)))``;
+- ``tgt_hour``: ``1 + hour of day (UTC)`` of t.
+"""
+from __future__ import annotations
+
+from schemas.raw import AD_EBF_ATTRIBUTES
+
+# Per source: the EBF attributes (paper section 3.3). The ad source has the contract's 11 attributes.
+EBF_SOURCES: dict[str, tuple[str, ...]] = {
+    "ad": AD_EBF_ATTRIBUTES,
+    "organic": ("content_id", "dwell_ms", "media_type", "position", "event_ts"),
+    "page": ("page_id", "semantic_ids", "media_type", "event_ts"),
+}
+# Clean table each source is read from.
+EBF_SOURCE_TABLES: dict[str, str] = {
+    "ad": "clean_ad_impressions",
+    "organic": "clean_organic_impressions",
+    "page": "clean_page_impressions",
+}
+# Target-ad features: the ad's attributes known when it is shown, plus the hour of day.
+TARGET_ATTRIBUTES: tuple[str, ...] = (
+    "ad_id", "campaign_id", "advertiser_id", "category_id", "semantic_ids", "surface", "media_type",
+    "position", "device_type", "hour",
+)
+# Numeric attributes bucketized (not hashed); everything else is hashed.
+NUMERIC_ATTRIBUTES: tuple[str, ...] = ("dwell_ms", "position", "event_ts", "hour")
+
+
+def seq_col(source: str, attr: str) -> str:
+    return f"{source}_seq_{attr}"
+
+
+def len_col(source: str) -> str:
+    return f"{source}_len"
+
+
+def tgt_col(attr: str) -> str:
+    return f"tgt_{attr}"
+
+
+ALL_SEQ_COLUMNS: tuple[str, ...] = tuple(seq_col(s, a) for s, attrs in EBF_SOURCES.items() for a in attrs)
+LEN_COLUMNS: tuple[str, ...] = tuple(len_col(s) for s in EBF_SOURCES)
+TARGET_COLUMNS: tuple[str, ...] = tuple(tgt_col(a) for a in TARGET_ATTRIBUTES)
+META_COLUMNS: tuple[str, ...] = ("user_id", "event_ts_us", "label", "segment_window_end_us")
+PARTITION_COLUMNS: tuple[str, ...] = ("ds", "policy", "segment")
+
+# Source names a policy may give a segment: a source, or "ad_reduced" (the ad EBF without the
+# low-importance attributes listed in conf).
+POLICY_SOURCES: tuple[str, ...] = ("ad", "ad_reduced", "organic", "page")
+
+
+def present_columns(sources: tuple[str, ...], low_importance: tuple[str, ...]) -> tuple[str, ...]:
+    """Sequence columns that carry data for a segment given ``sources`` (a policy's list for it)."""
+    cols: list[str] = []
+    for s in sources:
+        if s == "ad_reduced":
+            cols += [seq_col("ad", a) for a in EBF_SOURCES["ad"] if a not in low_importance]
+        else:
+            cols += [seq_col(s, a) for a in EBF_SOURCES[s]]
+    return tuple(c for c in ALL_SEQ_COLUMNS if c in set(cols))
+
+
+def _spark_schema():
+    from pyspark.sql.types import ArrayType, IntegerType, LongType, StringType, StructField, StructType
+
+    fields = [
+        StructField("user_id", LongType(), False),
+        StructField("event_ts_us", LongType(), False),
+        StructField("label", IntegerType(), False),
+        StructField("segment_window_end_us", LongType(), True),
+    ]
+    fields += [StructField(c, IntegerType(), False) for c in TARGET_COLUMNS]
+    fields += [StructField(c, ArrayType(IntegerType()), True) for c in ALL_SEQ_COLUMNS]
+    fields += [StructField(c, IntegerType(), False) for c in LEN_COLUMNS]
+    fields += [StructField("ds", StringType(), False), StructField("policy", StringType(), False),
+               StructField("segment", IntegerType(), False)]
+    return StructType(fields)
+
+
+EBF_EXAMPLES = _spark_schema()
