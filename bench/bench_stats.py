@@ -154,7 +154,11 @@ METHODS = {"dynamix": run_dynamix, "sort_floor": run_sort_floor, "range_join": r
 
 def measure(method: str, inp: Path, s: int, timeout_s: int) -> dict:
     """Run one method in a fresh process; sample the peak RSS of its process tree (JVM included)."""
-    cmd = [sys.executable, __file__, "--one", method, str(inp), str(s)]
+    return measure_cmd([sys.executable, __file__, "--one", method, str(inp), str(s)], timeout_s)
+
+
+def measure_cmd(cmd: list[str], timeout_s: int) -> dict:
+    """Run ``cmd`` (its last stdout line is a JSON result) and add the peak RSS of its process tree."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     peak = 0
     stop = threading.Event()

@@ -83,8 +83,12 @@ def _event_struct(src: str) -> Column:
 
 
 def _field(attr: str):
-    # A one-argument lambda: F.transform passes (element, index) to a two-argument one.
-    return lambda x: x[attr]
+    # A one-argument lambda (F.transform passes (element, index) to a two-argument one); padding -> 0.
+    return lambda x: F.coalesce(x[attr], F.lit(0))
+
+
+def _age_of(t_us: Column):
+    return lambda x: F.when(x.isNull(), F.lit(0)).otherwise(age_bucket(t_us, x["ts"]))
 
 
 def build_examples(
@@ -144,25 +148,30 @@ def build_examples(
                      .over(by_user))
     ex = u.where(F.col("kind") == KIND_QUERY)
 
+    # Per source, once: the last n events newest first, padded with null structs to n (materialized
+    # columns, so the per-attribute arrays below do not recompute the slice).
+    ev_type = u.schema["ev"].dataType
     seq_cols: list[Column] = []
     len_cols: list[Column] = []
     for src, attrs in EBF_SOURCES.items():
         n = ebf_cfg.seq_len[src]
-        lst = F.col(f"_l_{src}") if src in events else F.lit(None)
+        if src not in events:
+            len_cols.append(F.lit(0).alias(len_col(src)))
+            seq_cols += [F.array_repeat(F.lit(0), n).alias(seq_col(src, a)) for a in attrs]
+            continue
+        lst = F.coalesce(F.col(f"_l_{src}"), F.array().cast(f"array<{ev_type.simpleString()}>"))
         # The last n of at most n_max (slice with a negative start past the front returns []).
-        recent = F.reverse(F.slice(lst, F.greatest(F.size(lst) - n + 1, F.lit(1)), n)) if src in events else None
-        k = F.coalesce(F.size(recent), F.lit(0)) if src in events else F.lit(0)
-        len_cols.append(F.greatest(k, F.lit(0)).cast("int").alias(len_col(src)))
+        ex = ex.withColumn(f"_k_{src}", F.least(F.size(lst), F.lit(n)))
+        recent = F.reverse(F.slice(lst, F.greatest(F.size(lst) - n + 1, F.lit(1)), n))
+        ex = ex.withColumn(f"_r_{src}", F.concat(recent, F.array_repeat(F.lit(None).cast(ev_type),
+                                                                       F.lit(n) - F.col(f"_k_{src}"))))
+        len_cols.append(F.col(f"_k_{src}").cast("int").alias(len_col(src)))
         for a in attrs:
-            if src not in events:
-                vals = F.array_repeat(F.lit(0), n)
-            elif a == "event_ts":
-                vals = F.transform(recent, lambda x: age_bucket(F.col("t_us"), x["ts"]))
+            if a == "event_ts":
+                f = _age_of(F.col("t_us"))
             else:
-                vals = F.transform(recent, _field(a))
-            vals = F.coalesce(vals, F.array().cast("array<int>"))
-            padded = F.concat(vals, F.array_repeat(F.lit(0), F.lit(n) - F.size(vals)))
-            seq_cols.append(padded.cast("array<int>").alias(seq_col(src, a)))
+                f = _field(a)
+            seq_cols.append(F.transform(F.col(f"_r_{src}"), f).cast("array<int>").alias(seq_col(src, a)))
 
     labels = label_impressions(
         queries.where(F.col("ad_id").isNotNull()), conversions.where(F.col("ad_id").isNotNull()), stats_cfg,

@@ -1,9 +1,11 @@
-"""The nightly run: denoise -> user_window_stats for one ``ds`` or a backfill range, in order.
+"""The nightly run: denoise -> user_window_stats -> build_ebf for one ``ds`` or a backfill range, in order.
 
     spark-submit jobs/nightly.py --config conf/local.yaml --ds 2026-11-02 [--until 2026-11-05]
 
 Re-running a date replaces that date's partitions and nothing else. For a range, every day is denoised
-before any day's statistics are computed, so each day's labels see the next day's conversions.
+before any day's statistics are computed, so each day's labels see the next day's conversions, and every
+day's segments exist before any day's examples are built (an example early on ds uses the segment of the
+last window of ds - 1).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from dynamix_spark.cli import _date, job_parser, parse_job_args
 from dynamix_spark.config import Config
 from dynamix_spark.session import build_spark
-from jobs import denoise, user_window_stats
+from jobs import build_ebf, denoise, user_window_stats
 
 
 def date_range(start: str, until: str | None) -> list[str]:
@@ -26,13 +28,15 @@ def date_range(start: str, until: str | None) -> list[str]:
 
 
 def run(spark, cfg: Config, days: list[str]) -> dict:
-    report: dict = {"denoise": {}, "user_window_stats": {}}
+    report: dict = {"denoise": {}, "user_window_stats": {}, "build_ebf": {}}
     for ds in days:
         outcomes = denoise.run(spark, cfg, ds)
         report["denoise"][ds] = {src: {"rows_in": o.rows_in, "clean": o.clean, "quarantined": o.quarantined,
                                        "drops": o.by_kind("drop")} for src, o in outcomes.items()}
     for ds in days:
         report["user_window_stats"][ds] = user_window_stats.run(spark, cfg, ds)
+    for ds in days:
+        report["build_ebf"][ds] = build_ebf.run(spark, cfg, ds)
     return report
 
 

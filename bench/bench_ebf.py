@@ -1,0 +1,121 @@
+"""Benchmark of the build_ebf job (point-in-time EBF examples) at N ad impressions for the built day.
+
+Synthetic clean tables are written straight to a bench lake (no denoise): for the built day and the
+lookback day each, N ad impressions for N / 100 users with u^3 skew (the top user holds a few % of all
+events), 0.75 N organic and 0.15 N page impressions, 0.05 N conversions attributed to an ad, and
+``user_segments`` for every user and 6 h window. Then ``jobs.build_ebf.run`` runs in a fresh process
+(local[2], 10 GB driver) for the given policies; wall time and peak RSS of the process tree are recorded.
+
+    .venv/bin/python bench/bench_ebf.py --sizes 1000000 3000000 --policies baseline
+    .venv/bin/python bench/bench_ebf.py --sizes 1000000 --policies baseline remove_passive remove_active boost_all boost_active
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+DATA = Path(os.environ.get("DYNAMIX_BENCH_DATA", "/tmp/dynamix-bench")) / "ebf"
+SPARK_CONF = {"spark.sql.shuffle.partitions": "16", "spark.driver.memory": "10g", "spark.ui.enabled": "false"}
+DAYS = ("2026-11-01", "2026-11-02")  # lookback day, built day
+
+
+def make_lake(n: int) -> Path:
+    lake = DATA / f"n{n}"
+    if (lake / "_DONE").exists():
+        return lake
+    from pyspark.sql import functions as F
+
+    from dynamix_spark.session import build_spark
+
+    spark = build_spark("bench-ebf-input", SPARK_CONF, master="local[2]")
+    n_users = max(100, n // 100)
+    h = lambda salt, c: (F.xxhash64(F.lit(salt), c).bitwiseAND(F.lit((1 << 53) - 1)).cast("double") / float(1 << 53))  # noqa: E731
+    user = lambda salt: (F.floor(F.pow(h(salt, F.col("id")), 3) * n_users) + 1).cast("long")  # noqa: E731
+
+    def rows(k: int, salt: str, day: str):
+        day0 = int(time.mktime(time.strptime(day, "%Y-%m-%d"))) - time.timezone
+        return spark.range(k, numPartitions=max(2, k // 1_000_000)).select(
+            F.concat(F.lit(f"{salt}{day}-"), F.col("id").cast("string")).alias("event_id"), user(salt + day).alias("user_id"),
+            F.timestamp_seconds(F.lit(day0) + F.floor(h(salt + day + "t", F.col("id")) * 86_400).cast("long")).alias("event_ts"),
+            F.col("id"))
+
+    for day in DAYS:
+        ads = rows(n, "a", day).select(
+            "event_id", "user_id", "event_ts", (F.col("id") % 20000 + 1).alias("ad_id"),
+            (F.col("id") % 2000).alias("campaign_id"), (F.col("id") % 200).alias("advertiser_id"),
+            (F.col("id") % 50).alias("category_id"), F.array(F.col("id") % 500, F.col("id") % 7).alias("semantic_ids"),
+            F.lit("feed").alias("surface"), F.lit("video").alias("media_type"), (F.col("id") % 20).cast("int").alias("position"),
+            F.lit("ios").alias("device_type"), (F.lit(300) + F.col("id") % 20000).alias("dwell_ms"), F.lit(day).alias("ds"))
+        org = rows(int(0.75 * n), "o", day).select(
+            "event_id", "user_id", "event_ts", (F.col("id") % 100000).alias("content_id"),
+            (F.lit(300) + F.col("id") % 9000).alias("dwell_ms"), F.lit("image").alias("media_type"),
+            (F.col("id") % 50).cast("int").alias("position"), F.lit(day).alias("ds"))
+        page = rows(int(0.15 * n), "p", day).select(
+            "event_id", "user_id", "event_ts", (F.col("id") % 5000).alias("page_id"),
+            F.array(F.col("id") % 300).alias("semantic_ids"), F.lit("text").alias("media_type"), F.lit(day).alias("ds"))
+        conv = rows(max(1, n // 20), "c", day).select(
+            "event_id", "user_id", "event_ts", (F.col("id") % 20000 + 1).alias("ad_id"),
+            F.lit("click").alias("conversion_type"), F.lit(day).alias("ds"))
+        segs = (spark.range(1, n_users + 1).select(F.col("id").alias("user_id"))
+                .crossJoin(spark.range(4).select(F.col("id").alias("w")))  # 4 windows a day: a tiny dimension
+                .select("user_id", F.timestamp_seconds(F.unix_timestamp(F.lit(day).cast("timestamp")) + (F.col("w") + 1) * 21600)
+                        .alias("window_end"), (F.xxhash64("user_id", "w") % 2 == 0).cast("int").alias("segment"),
+                        F.lit(day).alias("ds")))
+        for name, df in (("clean_ad_impressions", ads), ("clean_organic_impressions", org),
+                         ("clean_page_impressions", page), ("clean_conversions", conv), ("user_segments", segs)):
+            df.write.format("delta").mode("append").partitionBy("ds").save(str(lake / name))
+    spark.stop()
+    (lake / "_DONE").write_text("ok")
+    return lake
+
+
+def run_one(lake: Path, policies: list[str]) -> dict:
+    from dynamix_spark.config import load_config
+    from dynamix_spark.session import build_spark
+    from jobs import build_ebf
+
+    cfg = load_config(ROOT / "conf" / "local.yaml", [
+        f"paths.lake_root={lake}", "ebf.lookback_days=1", f"ebf.build_policies={json.dumps(policies)}",
+        "spark.conf={}"])
+    spark = build_spark("bench-ebf", SPARK_CONF, master="local[2]")
+    spark.range(1).count()
+    t0 = time.perf_counter()
+    rep = build_ebf.run(spark, cfg, DAYS[1])
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "examples": rep["examples"], "max_examples_per_user": rep["max_examples_per_user"]}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        print(json.dumps(run_one(Path(sys.argv[2]), sys.argv[3].split(","))))
+        return
+    from bench_stats import measure_cmd
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    p.add_argument("--policies", nargs="+", default=["baseline"])
+    p.add_argument("--timeout", type=int, default=3600)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results_ebf.json"))
+    args = p.parse_args()
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else []
+    for n in args.sizes:
+        lake = make_lake(n)
+        r = measure_cmd([sys.executable, __file__, "--one", str(lake), ",".join(args.policies)], args.timeout)
+        r.update({"n_impressions": n, "policies": args.policies})
+        if r.get("wall_s"):
+            r["examples_per_s"] = round(r["examples"] * len(args.policies) / r["wall_s"])
+        print(json.dumps(r), flush=True)
+        results.append(r)
+        out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

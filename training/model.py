@@ -1,0 +1,290 @@
+"""DynInt (Yan & Li, DLP-KDD 2022) over the EBF example: xDeepInt's PIN and its three dynamic variants.
+
+Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields, D = ``embed_dim``, h
+``subspaces``, R = h * F interaction rows of width d = D / h (subspace crossing, below), K = ``rank``.
+
+- :class:`FieldEmbedding`: a :class:`~training.batch.Batch` -> X_0 [B, F, D] (eq. 1). One table per field;
+  a sequence field is its attribute's embeddings pooled over the valid positions. A sequence column the
+  batch does not carry is a zero field, never looked up.
+- Subspace crossing (xDeepInt): X_0 [B, F, D] is cut into h column blocks of width d that are stacked as
+  rows, giving [B, R, d]; an R x R interaction matrix then mixes fields (vector-wise) and sub-spaces of the
+  embedding (bit-wise). h = 1 is purely vector-wise.
+- PIN layers (eq. 3 and the variants' eqs. 4-10) and the output layer (eq. 2).
+
+The dynamic parts (DA's gate, DGP's Sigma, DWP's pairs) read a gradient-blocked X_0: the embeddings learn
+only through the interaction path (section 3.2). DGP and DWP follow section 3.5's low-rank paradigm: no
+[B, R, R] tensor is built.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dynamix_spark.config import ModelConfig
+from schemas.ebf import ALL_SEQ_COLUMNS, EBF_SOURCES, TARGET_COLUMNS, seq_col
+from training.batch import Batch
+
+FIELD_COLUMNS: tuple[str, ...] = TARGET_COLUMNS + ALL_SEQ_COLUMNS
+SEQ_SOURCE: dict[str, str] = {seq_col(s, a): s for s, attrs in EBF_SOURCES.items() for a in attrs}
+VARIANTS: tuple[str, ...] = ("xdeepint", "da", "dgp", "dwp")
+EMBED_INIT_STD = 0.01
+# DWP generator's last layer starts near (not at) zero: identical pairs would get identical gradients
+# forever, so the K rank-1 terms could never differ. At init G(x) is within about 1% of 1.
+DWP_GENERATOR_INIT_STD = 0.01
+
+
+class FieldEmbedding(nn.Module):
+    """Batch -> X_0 [B, F, D] in :data:`FIELD_COLUMNS` order (eq. 1).
+
+    Ids are taken mod ``hash_buckets``. A sequence field pools its [B, N, D] embeddings over positions
+    < the source's length: ``mean``, or ``attention`` with one learned query per field (zero at init, so
+    attention starts as the mean). A length-0 sequence pools to zeros. Absent sequence columns are zero
+    rows, and their tables are not called: that is the compute a removed attribute saves.
+    """
+
+    def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean") -> None:
+        super().__init__()
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
+        self.embed_dim, self.hash_buckets, self.pooling = embed_dim, hash_buckets, pooling
+        self.tables = nn.ModuleDict({c: nn.Embedding(hash_buckets, embed_dim) for c in FIELD_COLUMNS})
+        for t in self.tables.values():
+            nn.init.normal_(t.weight, std=EMBED_INIT_STD)
+        self.queries = (nn.ParameterDict({c: nn.Parameter(torch.zeros(embed_dim)) for c in ALL_SEQ_COLUMNS})
+                        if pooling == "attention" else None)
+
+    @property
+    def num_fields(self) -> int:
+        return len(FIELD_COLUMNS)
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Returns X_0 [B, F, D]."""
+        unknown = set(batch.seqs) - set(ALL_SEQ_COLUMNS)
+        if unknown:
+            raise ValueError(f"batch has unknown sequence columns: {sorted(unknown)}")
+        b = len(batch)
+        zeros = None
+        rows: list[Tensor] = []
+        for c in TARGET_COLUMNS:
+            rows.append(self.tables[c](batch.targets[c] % self.hash_buckets))
+        for c in ALL_SEQ_COLUMNS:
+            ids = batch.seqs.get(c)
+            if ids is None:
+                if zeros is None:
+                    w = self.tables[c].weight
+                    zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
+                rows.append(zeros)
+                continue
+            rows.append(self._pool(c, self.tables[c](ids % self.hash_buckets), batch.lengths[SEQ_SOURCE[c]]))
+        return torch.stack(rows, dim=1)
+
+    def _pool(self, col: str, emb: Tensor, lengths: Tensor) -> Tensor:
+        """emb [B, N, D], lengths [B] -> [B, D]."""
+        n = emb.shape[1]
+        mask = torch.arange(n, device=emb.device)[None, :] < lengths[:, None]  # [B, N]
+        if self.queries is None:
+            count = mask.sum(dim=1, keepdim=True).clamp_min(1).to(emb.dtype)
+            return (emb * mask[..., None].to(emb.dtype)).sum(dim=1) / count
+        scores = (emb @ self.queries[col].to(emb.dtype)) / math.sqrt(self.embed_dim)  # [B, N]
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        # An all-padding row gets uniform weights from softmax; the mask then zeroes them.
+        weights = torch.softmax(scores, dim=1) * mask.to(scores.dtype)
+        return (weights[..., None] * emb).sum(dim=1)
+
+
+def split_subspaces(x: Tensor, h: int) -> Tensor:
+    """Subspace crossing: [B, F, D] -> [B, h * F, D / h]; row s * F + f is field f's s-th block."""
+    b, f, dim = x.shape
+    return x.reshape(b, f, h, dim // h).transpose(1, 2).reshape(b, h * f, dim // h)
+
+
+def orthogonal_penalty(vectors: Tensor) -> Tensor:
+    """Eqs. 11-12's inner sum: sum over p > q of |cos(vectors_p, vectors_q)|.
+
+    vectors [..., K, n] -> [...]. 0 when the K vectors are mutually orthogonal; computed in float32.
+    """
+    with torch.autocast(device_type=vectors.device.type, enabled=False):  # bf16 cosines would be coarse
+        v = vectors.float()
+        unit = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        cos = unit @ unit.transpose(-1, -2)  # [..., K, K]
+    k = cos.shape[-1]
+    upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=cos.device), diagonal=1)
+    return (cos.abs() * upper).sum(dim=(-1, -2))
+
+
+def _generator(in_dim: int, out_dim: int, reduction: int) -> nn.Sequential:
+    """The papers' two-layer DNN with reduction ratio r: in -> in / r (ReLU) -> out."""
+    hidden = max(1, in_dim // reduction)
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class PINLayer(nn.Module):
+    """xDeepInt's PIN layer, eq. 3: X_l = X_{l-1} o (W X_0) + X_{l-1}, W static [R, R].
+
+    forward(x [B, R, d], x0 [B, R, d]) -> (X_l [B, R, d], orthogonal penalty: scalar tensor or None).
+    """
+
+    def __init__(self, rows: int, **_: object) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(rows, rows) / math.sqrt(rows))
+
+    def interaction(self, x0: Tensor) -> Tensor:
+        """W X_0: [B, R, d]."""
+        return torch.matmul(self.weight.to(x0.dtype), x0)
+
+    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
+        return x * self.interaction(x0) + x, None
+
+
+class DynamicActivationPIN(PINLayer):
+    """DynInt-DA, eq. 4: X_l = (X_{l-1} o (W X_0)) o G(x) + X_{l-1}.
+
+    G(x) [B, R] (one gate per row, broadcast over d) = 2 sigmoid(DNN(stop_grad(X_0))); the DNN's last layer
+    starts at zero, so G = 1 and the layer equals eq. 3 at init.
+    """
+
+    def __init__(self, rows: int, in_dim: int, reduction: int, **_: object) -> None:
+        super().__init__(rows)
+        self.gate_net = _generator(in_dim, rows, reduction)
+        nn.init.zeros_(self.gate_net[-1].weight)
+        nn.init.zeros_(self.gate_net[-1].bias)
+
+    def gate(self, x0: Tensor) -> Tensor:
+        """[B, R, d] -> G [B, R]; no gradient flows back into x0."""
+        return 2.0 * torch.sigmoid(self.gate_net(x0.detach().flatten(1)))
+
+    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
+        return x * self.interaction(x0) * self.gate(x0)[..., None] + x, None
+
+
+class DynamicGeneratedPIN(nn.Module):
+    """DynInt-DGP, eqs. 5, 7-8: W(x) = U Sigma(x) V^T, so W(x) X_0 = U (Sigma(x) (V^T X_0)).
+
+    U, V static [R, K]; Sigma(x) diagonal [B, K] = 1 + DNN(stop_grad(X_0)), last layer zero at init (so
+    W(x) = U V^T then). Cost B K d + 2 R K instead of B R R (section 3.5.1). The penalty is eq. 11's
+    (static columns of U and V; the per-instance scale sqrt(sigma) does not change a cosine's magnitude).
+    """
+
+    def __init__(self, rows: int, in_dim: int, reduction: int, rank: int, **_: object) -> None:
+        super().__init__()
+        std = (rows * rank) ** -0.25  # var(U V^T)_ij = K std^4 = 1 / R, like the static W
+        self.u = nn.Parameter(torch.randn(rows, rank) * std)
+        self.v = nn.Parameter(torch.randn(rows, rank) * std)
+        self.sigma_net = _generator(in_dim, rank, reduction)
+        nn.init.zeros_(self.sigma_net[-1].weight)
+        nn.init.zeros_(self.sigma_net[-1].bias)
+
+    def sigma(self, x0: Tensor) -> Tensor:
+        """[B, R, d] -> diagonal of Sigma(x) [B, K]; no gradient flows back into x0."""
+        return 1.0 + self.sigma_net(x0.detach().flatten(1))
+
+    def interaction(self, x0: Tensor) -> Tensor:
+        """U Sigma(x) V^T X_0 [B, R, d] (eq. 8), contracted right to left."""
+        vt_x0 = torch.matmul(self.v.t().to(x0.dtype), x0)  # [B, K, d]
+        return torch.matmul(self.u.to(x0.dtype), self.sigma(x0).to(x0.dtype)[..., None] * vt_x0)
+
+    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
+        penalty = orthogonal_penalty(self.u.t()) + orthogonal_penalty(self.v.t())
+        return x * self.interaction(x0) + x, penalty
+
+
+class DynamicWeightedPIN(PINLayer):
+    """DynInt-DWP, eqs. 6, 9-10: W(x) = G(x) o W with G(x) = sum_p u_p(x) v_p(x)^T (rank K), so
+
+        (G(x) o W) X_0 = sum_p diag(u_p) W diag(v_p) X_0                                  (eq. 10)
+
+    computed as sum_p u_p o (W (v_p o X_0)): memory B K R d, never B R R (section 3.5.2).
+    u_p, v_p [B, K, R] = DNN(stop_grad(X_0)) + 1 / sqrt(K): each pair then adds 1 / K to every entry of G,
+    so G = 1 and W(x) = W at init (the paper's "+ 1/K", read per rank-1 term). Eq. 12's penalty is the
+    batch mean of each instance's sum over pairs of |cos(u_p, u_q)| + |cos(v_p, v_q)|.
+    """
+
+    def __init__(self, rows: int, in_dim: int, reduction: int, rank: int, **_: object) -> None:
+        super().__init__(rows)
+        self.rank = rank
+        self.pair_net = _generator(in_dim, 2 * rank * rows, reduction)
+        nn.init.normal_(self.pair_net[-1].weight, std=DWP_GENERATOR_INIT_STD)
+        nn.init.zeros_(self.pair_net[-1].bias)
+
+    def pairs(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """[B, R, d] -> (u, v), each [B, K, R]; no gradient flows back into x0."""
+        b, rows = x0.shape[0], x0.shape[1]
+        out = self.pair_net(x0.detach().flatten(1)).view(b, 2, self.rank, rows) + self.rank ** -0.5
+        return out[:, 0], out[:, 1]
+
+    def interaction_from_pairs(self, x0: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """sum_p diag(u_p) W diag(v_p) X_0: [B, R, d]."""
+        scaled = v.to(x0.dtype)[..., None] * x0[:, None]  # [B, K, R, d]: diag(v_p) X_0
+        mixed = torch.matmul(self.weight.to(x0.dtype), scaled)  # [B, K, R, d]: W diag(v_p) X_0
+        return (u.to(x0.dtype)[..., None] * mixed).sum(dim=1)
+
+    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
+        u, v = self.pairs(x0)
+        penalty = (orthogonal_penalty(u) + orthogonal_penalty(v)).mean()
+        return x * self.interaction_from_pairs(x0, u, v) + x, penalty
+
+
+_LAYERS: dict[str, type[nn.Module]] = {
+    "xdeepint": PINLayer, "da": DynamicActivationPIN, "dgp": DynamicGeneratedPIN, "dwp": DynamicWeightedPIN,
+}
+
+
+class DynIntModel(nn.Module):
+    """Batch -> logits [B]: FieldEmbedding, subspace crossing, ``num_layers`` PIN layers of ``variant``,
+    and eq. 2's output layer.
+
+    Eq. 2: y = sigmoid((w_out X_L + b_out 1^T) 1) with w_out [1, R]: a weighted sum of the last layer's
+    rows (which, through the residuals, hold every order of interaction up to num_layers + 1), summed over
+    the d columns. ``forward`` returns the logit, before the sigmoid.
+
+    ``regularization()`` is ``orth_rate`` times the orthogonal penalty (eqs. 11-12, summed over layers) of
+    the last forward; add it to the mean log loss. It is 0 for xdeepint and da.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.variant not in VARIANTS:
+            raise ValueError(f"model.variant must be one of {VARIANTS}, not {cfg.variant!r}")
+        if cfg.subspaces < 1 or cfg.embed_dim % cfg.subspaces:
+            raise ValueError(f"model.embed_dim ({cfg.embed_dim}) must be a multiple of model.subspaces "
+                             f"({cfg.subspaces})")
+        if cfg.rank < 1 or cfg.reduction < 1 or cfg.num_layers < 0 or cfg.hash_buckets < 2:
+            raise ValueError("model.rank and model.reduction must be >= 1, model.num_layers >= 0, "
+                             "model.hash_buckets >= 2")
+        self.cfg = cfg
+        self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling)
+        fields = self.embedding.num_fields
+        self.rows = cfg.subspaces * fields
+        layer = _LAYERS[cfg.variant]
+        self.pin = nn.ModuleList(layer(rows=self.rows, in_dim=fields * cfg.embed_dim, reduction=cfg.reduction,
+                                       rank=cfg.rank) for _ in range(cfg.num_layers))
+        self.out_weight = nn.Parameter(torch.randn(self.rows) / math.sqrt(self.rows))
+        self.out_bias = nn.Parameter(torch.zeros(()))
+        self._penalty: Tensor | None = None
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Batch of B examples -> logits [B]."""
+        return self.forward_embedded(self.embedding(batch))
+
+    def forward_embedded(self, x0_fields: Tensor) -> Tensor:
+        """X_0 [B, F, D] -> logits [B] (the model after the embedding layer)."""
+        x0 = split_subspaces(x0_fields, self.cfg.subspaces)  # [B, R, d]
+        x, penalty = x0, None
+        for layer in self.pin:
+            x, p = layer(x, x0)
+            if p is not None:
+                penalty = p if penalty is None else penalty + p
+        self._penalty = penalty
+        return (torch.matmul(self.out_weight.to(x.dtype), x) + self.out_bias).sum(dim=-1)  # eq. 2
+
+    def orthogonal_penalty(self) -> Tensor:
+        """Unweighted eqs. 11-12 penalty of the last forward, summed over layers (0 if none)."""
+        if self._penalty is None:
+            return self.out_bias.new_zeros(())
+        return self._penalty
+
+    def regularization(self) -> Tensor:
+        """orth_rate * orthogonal_penalty(): the scalar a trainer adds to the mean log loss."""
+        return self.cfg.orth_rate * self.orthogonal_penalty()
