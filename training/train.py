@@ -83,11 +83,16 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device) -> dict:
-    """Score every batch; NE overall and per segment, AUC, log loss, samples/s of scoring (loader included)."""
+def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device,
+             keep_predictions: Path | None = None) -> dict:
+    """Score every batch; NE overall and per segment, AUC, log loss, samples/s of scoring (loader included).
+
+    ``keep_predictions``: also save (label, p, segment) as ``.npz`` (for independent checks and plots).
+    """
     model.eval()
     overall, per_seg = BinaryMetrics(), {}
     n, t0 = 0, time.perf_counter()
+    kept: list[tuple] = []
     for b in batches:
         b = b.to(device, non_blocking=True)
         with _autocast(device):
@@ -96,10 +101,18 @@ def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.dev
         overall.update(y, p)
         per_seg.setdefault(b.segment, BinaryMetrics()).update(y, p)
         n += len(b)
+        if keep_predictions is not None:
+            kept.append((y.cpu().numpy(), p.cpu().numpy(), b.segment))
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     model.train()
+    if keep_predictions is not None and kept:
+        import numpy as np
+
+        keep_predictions.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(keep_predictions, label=np.concatenate([k[0] for k in kept]), p=np.concatenate([k[1] for k in kept]),
+                 segment=np.concatenate([np.full(len(k[0]), k[2]) for k in kept]))
     out = overall.compute()
     out["per_segment"] = {str(s): m.compute() for s, m in sorted(per_seg.items())}
     out.update(samples=n, seconds=secs, samples_per_s=n / secs if secs > 0 else None)
@@ -183,9 +196,10 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
             train_secs += time.perf_counter() - t0
     if progress:
         progress.close()
+    _write_rank_file(out_dir, d, step, model)
     report = None
     if d.is_main:
-        final = evaluate(model, eval_loader.iter_epoch(0), d.device)
+        final = evaluate(model, eval_loader.iter_epoch(0), d.device, keep_predictions=out_dir / "eval_predictions.npz")
         loader_rate = _loader_rate(loader, min(steps_per_epoch, 50))
         model_rate = _model_inference_rate(model, eval_loader, d.device)
         report = {
@@ -206,6 +220,16 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     if d.world > 1:
         dist.barrier()
     return report or {"steps": step}
+
+
+def _write_rank_file(out_dir: Path, d: Dist, step: int, model: torch.nn.Module) -> None:
+    """Per rank: steps run and a parameter checksum (DDP keeps ranks' parameters identical)."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().float().flatten().cpu() for p in model.parameters()])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"rank_{d.rank}.json").write_text(json.dumps({
+        "rank": d.rank, "world": d.world, "steps": step, "param_sum": float(flat.double().sum()),
+        "param_abs_sum": float(flat.double().abs().sum()), "n_params": int(flat.numel())}))
 
 
 def _save(path: Path, model, opt, state: dict) -> None:
@@ -277,7 +301,7 @@ def summary_text(r: dict) -> str:
              f"- eval NE {ev['ne']:.5f} (eq. 10; lower is better), AUC {ev['auc']:.4f}, log loss {ev['log_loss']:.5f}, "
              f"{ev['samples']} examples, base rate {ev['base_rate']:.4f}"]
     for s, m in ev["per_segment"].items():
-        lines.append(f"  - segment {s}: NE {m['ne']:.5f}, AUC {m['auc']:.4f}, {m['samples']} examples")
+        lines.append(f"  - segment {s}: NE {m['ne']:.5f}, AUC {m['auc']:.4f}, {m['n']} examples")
     fmt = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
     lines += [f"- training {fmt(r['train_samples_per_s'])} samples/s; inference {fmt(r['inference_samples_per_s'])} "
               f"samples/s end to end, {fmt(r['inference_model_only_samples_per_s'])} model only; loader alone "
