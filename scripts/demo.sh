@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set-up (once), generate the default dataset, run the nightly pipeline
-# over it with local Spark, and say where the tables are.
+# over it with local Spark (denoise -> stats -> segments -> EBF examples), then a short DynInt training run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,3 +15,7 @@ echo "== generating raw logs $START .. $END"
 echo "== nightly pipeline $START .. $END"
 "$PY" jobs/nightly.py --config "$CONFIG" --ds "$START" --until "$END" "$@" > data/nightly_report.json
 "$PY" scripts/summary.py --config "$CONFIG" --report data/nightly_report.json
+echo "== short DynInt training run on ebf_examples (torchrun, ${NPROC:-2} processes, gloo on CPU / NCCL on GPU)"
+OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-2}" \
+    training/train.py --config "$CONFIG"
+echo "== training report: data/runs/<variant>-<policy>/ (report.json, summary.md, ne_curve.png)"

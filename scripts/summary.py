@@ -23,6 +23,10 @@ def main() -> None:
         print(f"  {ds}: {s['windows']} user windows, {s['with_corr']} with a corr, epsilon={s['epsilon']:.4f}"
               f" ({s['epsilon_mode']}), active share {s['active_share']:.3f} of all windows,"
               f" {s['active_share_with_corr']:.3f} of those with a corr")
+    print("\nEBF examples (one per clean ad impression and policy):")
+    for ds, e in rep.get("build_ebf", {}).items():
+        print(f"  {ds}: {e['examples']} examples x {len(e['policies'])} policies, {e['positives']} positive,"
+              f" by segment {e['segments']}, largest user {e['max_examples_per_user']} examples")
     lake = Path(cfg.paths.lake_root).resolve()
     ds = list(rep["user_window_stats"])[len(rep["user_window_stats"]) // 2]
     print(f"\nDelta tables under {lake}: " + ", ".join(sorted(p.name for p in lake.iterdir() if p.is_dir())))
