@@ -220,3 +220,48 @@ def test_job_against_brute_force(spark, ebf_run):
                 assert pd.isna(r.segment_window_end_us) and r.segment == cfg.segmentation.null_corr_segment
             checked += 1
     assert checked > 200
+
+
+# The paper's arms written out (DynamiX Tables 2 and 3), independent of conf: sources per segment class.
+ARMS = {
+    "baseline": ({"ad"}, {"ad"}),
+    "remove_passive": ({"ad_reduced"}, {"ad"}),
+    "remove_active": ({"ad"}, {"ad_reduced"}),
+    "boost_all": ({"ad", "organic", "page"}, {"ad", "organic", "page"}),
+    "boost_active": ({"ad", "organic"}, {"ad", "organic", "page"}),
+}
+LOW = {"surface", "media_type", "position", "device_type"}
+
+
+@pytest.mark.parametrize("policy", sorted(ARMS))
+def test_every_policy_null_pattern_per_segment(hand_examples, policy):
+    ex, _, cfg = hand_examples
+    out = apply_policy(ex, policy, cfg)
+    assert out.columns.count("policy") == 1
+    for r in out.collect():
+        given = ARMS[policy][0 if r["segment"] == 0 else 1]
+        for src, attrs in EBF_SOURCES.items():
+            for a in attrs:
+                present = src in given or (src == "ad" and "ad_reduced" in given and a not in LOW)
+                assert (r[seq_col(src, a)] is not None) == present, (policy, r["segment"], src, a)
+            if not any(src in g or (src == "ad" and "ad_reduced" in g) for g in [given]):
+                assert r[f"{src}_len"] == 0, (policy, src)
+
+
+def test_deleting_everything_after_t_leaves_the_example_at_t(spark, hand_examples):
+    """Leakage: drop every event, conversion and window after t = 06:00 (and move the remaining
+    later-than-t rows around): the examples at t keep their features and segment."""
+    ex, _, cfg = hand_examples
+    t = T(2026, 11, 2, 6, 0, 0)
+    ads = spark.createDataFrame([r for r in ADS if r.event_ts <= t])
+    queries = ads.where(F.col("event_ts") == F.lit(t))
+    organic = spark.createDataFrame([r for r in ORGANIC if r.event_ts <= t])
+    page = spark.createDataFrame([], "event_id string, user_id long, event_ts timestamp, page_id long, "
+                                     "semantic_ids array<long>, media_type string")
+    segs = spark.createDataFrame([(1, e, s) for e, s in SEGMENTS if e <= t], "user_id long, window_end timestamp, segment int")
+    conv = spark.createDataFrame([(1, a, c) for a, c in CONVERSIONS if c <= t], "user_id long, ad_id long, event_ts timestamp")
+    cut = build_examples(queries, {"ad": ads, "organic": organic, "page": page}, segs, conv, StatsConfig(), cfg)
+    feature_cols = [c for c in ex.columns if c != "label"]
+    full_at_t = sorted(tuple(r) for r in ex.where(F.col("event_ts_us") == _us(t)).select(*feature_cols).collect())
+    cut_at_t = sorted(tuple(r) for r in cut.select(*feature_cols).collect())
+    assert len(full_at_t) == 2 and full_at_t == cut_at_t
