@@ -89,7 +89,14 @@ def run_one(lake: Path, policies: list[str]) -> dict:
     t0 = time.perf_counter()
     rep = build_ebf.run(spark, cfg, DAYS[1])
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "examples": rep["examples"], "max_examples_per_user": rep["max_examples_per_user"]}
+    from training.delta_snapshot import live_files
+
+    size: dict[str, int] = {}
+    for f in live_files(str(lake / "ebf_examples")):
+        if f.partition_values.get("ds") == DAYS[1]:
+            size[f.partition_values["policy"]] = size.get(f.partition_values["policy"], 0) + f.size
+    return {"wall_s": wall, "examples": rep["examples"], "max_examples_per_user": rep["max_examples_per_user"],
+            "bytes_per_example": {p: round(b / rep["examples"], 1) for p, b in sorted(size.items())}}
 
 
 def main() -> None:
