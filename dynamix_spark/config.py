@@ -172,6 +172,26 @@ class TrainConfig:
     out_dir: str = "data/runs"
 
 
+Severity = Literal["critical", "warning"]
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Quality gates (``dynamix_spark.quality``; the suites are in ``schemas/expectations.py``)."""
+    # user_window_stats: the active share of windows with a corr must lie in
+    # segmentation.target_active_fraction +/- this (critical in target_active_fraction mode, else a warning).
+    active_share_tolerance: float = 0.05
+    # Day-over-day drift against the previous ds partition: shares and rates (active share, positive
+    # rate) may move this much (absolute), means of ln(dwell ms) this many nats, row counts this fraction.
+    drift_share_tolerance: float = 0.05
+    drift_log_dwell_tolerance: float = 0.25
+    drift_row_count_tolerance: float = 0.5
+    drift_severity: Severity = "warning"
+    # Raw sources: a share of rows above this with a null key or an event_ts off the day is a warning.
+    raw_max_invalid_share: float = 0.05
+    docs_dir: str = "data/quality_docs"  # GX Data Docs HTML (driver-local folder); "" renders none
+
+
 @dataclass(frozen=True)
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -183,6 +203,7 @@ class Config:
     ebf: EbfConfig = field(default_factory=EbfConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def validate(self) -> "Config":
         _check_ranges(self)
@@ -259,6 +280,13 @@ def _check_ranges(c: Config) -> None:
     need(t.lr > 0, "train.lr", "must be > 0")
     need(t.max_steps >= 0 and t.workers >= 1 and t.shuffle_buffer >= 0, "train.max_steps",
          "max_steps >= 0, workers >= 1 and shuffle_buffer >= 0 required")
+    q = c.quality
+    for name in ("active_share_tolerance", "drift_share_tolerance", "raw_max_invalid_share"):
+        v = getattr(q, name)
+        need(0.0 <= v < 1.0, f"quality.{name}", f"must be in [0, 1), got {v}")
+    for name in ("drift_log_dwell_tolerance", "drift_row_count_tolerance"):
+        v = getattr(q, name)
+        need(v >= 0.0, f"quality.{name}", f"must be >= 0, got {v}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

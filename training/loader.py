@@ -13,7 +13,8 @@ list column into a matrix row by row (``np.vstack(column.tolist())``) and which 
 :class:`_EbfArrowWorker` publishes the Arrow table of a row group as is (row-strided when a segment is
 row-sharded, below); the consumer turns each list column into an int32 ``[rows, N]`` matrix straight from the
 Arrow offsets and values buffers (no per-row Python), shuffles in a columnar buffer and emits ``Batch``
-objects with int64 tensors. On a 12-list-column table this is 3.3x the rows/s of the stock worker.
+objects with int64 tensors (``bench/bench_loader.py --stock`` measures 7-8x the samples/s of
+``make_batch_reader`` + ``BatchedDataLoader`` on a 200k-row table with 11 sequences of 32, 2 busy cores).
 
 Sharding (every rank runs the same number of steps: petastorm issue #508). Each rank computes, from the
 Delta log's ``numRecords`` alone (a file's Parquet footer when a writer kept no stats), every rank's share of
@@ -32,7 +33,8 @@ segments are interleaved by a schedule drawn from (seed, epoch) alone, so all ra
 Leftover rows: per segment, ``rows - shard_count * steps * batch_size`` rows are not yielded in an epoch
 (a rank's surplus over the least-loaded rank, and each rank's last partial batch). They are the tail of each
 rank's shuffled stream, so which rows they are changes from epoch to epoch (with ``shuffle=False`` they are
-the same tail every epoch). :meth:`EbfLoader.describe` reports their number.
+the same tail every epoch). :meth:`EbfLoader.describe` reports their number. ``drop_last=False`` (one rank,
+evaluation) leaves none: each segment ends with a partial batch.
 
 Shuffling: row groups in a random order drawn from (seed, epoch, segment, rank); rows within and across row
 groups through a buffer that keeps ``shuffle_buffer`` rows back and emits uniformly drawn batches from the
@@ -44,6 +46,7 @@ epoch first needs that segment and closed when the epoch ends or the iterator is
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
@@ -61,7 +64,7 @@ from schemas.ebf import EBF_SOURCES, TARGET_COLUMNS, len_col, present_columns, s
 from training.batch import Batch
 from training.delta_snapshot import DeltaFile, DeltaSnapshot, load_snapshot
 
-# Row mode is used instead of file mode when file mode would give fewer than (1 - this) of its steps.
+# Row mode replaces file mode when whole files would give fewer than (1 - this) of row mode's steps.
 FILE_MODE_MAX_LOSS = 0.05
 META_COLUMNS_READ: tuple[str, ...] = ("user_id", "event_ts_us")
 _SOURCE_OF_SEQ = {seq_col(s, a): s for s, attrs in EBF_SOURCES.items() for a in attrs}
@@ -121,7 +124,7 @@ def plan_shards(file_rows: Sequence[int], shard_count: int, batch_size: int) -> 
 
 
 def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+    return int(np.random.SeedSequence([int(p) % 2 ** 64 for p in parts]).generate_state(1)[0])
 
 
 def segment_schedule(steps: Mapping[int, int], seed: int, epoch: int) -> list[int]:
@@ -203,9 +206,14 @@ class _ShuffleBuffer:
         if self._rows >= self.keep_rows + self.batch_size:
             yield from self._emit(self.keep_rows)
 
-    def drain(self) -> Iterator[dict[str, np.ndarray]]:
-        """Full batches from what is left; the last partial batch is a leftover and is dropped."""
+    def drain(self, keep_partial: bool = False) -> Iterator[dict[str, np.ndarray]]:
+        """Full batches from what is left; the last partial batch only with ``keep_partial``."""
         yield from self._emit(0)
+        if keep_partial and self._rows:
+            pool = _concat(self._parts)
+            order = self.rng.permutation(self._rows) if self.rng is not None else np.arange(self._rows)
+            self._parts, self._rows = [], 0
+            yield _take(pool, order)
 
 
 # --- Petastorm worker -------------------------------------------------------------------------------------
@@ -304,13 +312,15 @@ class EbfLoader:
 
     Iterating gives one epoch (``set_epoch`` picks which: it changes the shuffles and the segment schedule,
     not the number of steps). Every rank built with the same arguments but its own ``cur_shard`` yields
-    exactly :attr:`steps_per_epoch` batches of ``batch_size`` rows.
+    exactly :attr:`steps_per_epoch` batches of ``batch_size`` rows. ``drop_last=False`` (one rank only, for
+    evaluation) also yields each segment's last partial batch, so every row is read once.
     """
 
     def __init__(self, table_path: str, version: int | None, policy: str, ds: Sequence[str], ebf: EbfConfig, *,
                  segments: Sequence[int] | None = None, batch_size: int = 1024, cur_shard: int = 0,
                  shard_count: int = 1, seed: int = 0, workers: int = 2, shuffle_buffer: int = 8192,
-                 shuffle: bool = True, pin_memory: bool = False, snapshot: DeltaSnapshot | None = None) -> None:
+                 shuffle: bool = True, drop_last: bool = True, pin_memory: bool = False,
+                 snapshot: DeltaSnapshot | None = None) -> None:
         if not 0 <= cur_shard < shard_count:
             raise ValueError(f"cur_shard must be in [0, shard_count={shard_count}), got {cur_shard}")
         if batch_size < 1 or workers < 1 or shuffle_buffer < 0:
@@ -319,6 +329,9 @@ class EbfLoader:
             raise ValueError("pin_memory=True needs a CUDA device; none is available")
         if not ds:
             raise ValueError("ds: at least one day is needed")
+        if not drop_last and shard_count > 1:
+            raise ValueError("drop_last=False adds a partial batch per segment, whose existence differs between "
+                             "ranks; use it with shard_count=1 (evaluation)")
         if policy not in ebf.policies:
             raise ValueError(f"policy {policy!r} is not in ebf.policies ({sorted(ebf.policies)})")
         self.snapshot = snapshot if snapshot is not None else load_snapshot(table_path, version)
@@ -327,7 +340,7 @@ class EbfLoader:
         self.policy, self.ds = policy, tuple(ds)
         self.batch_size, self.cur_shard, self.shard_count = batch_size, cur_shard, shard_count
         self.seed, self.workers, self.shuffle_buffer, self.shuffle = seed, workers, shuffle_buffer, shuffle
-        self.pin_memory = pin_memory
+        self.pin_memory, self.drop_last = pin_memory, drop_last
         self._epoch = 0
 
         by_segment: dict[int, list[DeltaFile]] = {}
@@ -354,7 +367,10 @@ class EbfLoader:
                          for f in files)
             seqs = segment_columns(ebf, policy, s)
             sources = tuple(src for src in EBF_SOURCES if any(_SOURCE_OF_SEQ[c] == src for c in seqs))
-            self.segments[s] = SegmentSpec(s, seqs, sources, files, rows, plan_shards(rows, shard_count, batch_size))
+            plan = plan_shards(rows, shard_count, batch_size)
+            if not drop_last:  # one rank: every row, the last batch of a segment possibly short
+                plan = dataclasses.replace(plan, steps=-(-plan.rank_rows[0] // batch_size))
+            self.segments[s] = SegmentSpec(s, seqs, sources, files, rows, plan)
 
     @classmethod
     def from_config(cls, table_path: str, version: int | None, cfg: Config, ds: Sequence[str], *,
@@ -421,7 +437,7 @@ class EbfLoader:
                 cols = {name: column_to_numpy(name, table.column(name)) for name in spec.columns}
                 for chunk in buf.add(cols):
                     yield self._to_batch(chunk, spec)
-            for chunk in buf.drain():
+            for chunk in buf.drain(keep_partial=not self.drop_last):
                 yield self._to_batch(chunk, spec)
 
     def _to_batch(self, cols: Mapping[str, np.ndarray], spec: SegmentSpec) -> Batch:
@@ -447,7 +463,7 @@ class EbfLoader:
             segs[str(s)] = {
                 "files": len(spec.files), "rows": rows, "mode": spec.plan.mode, "steps": spec.plan.steps,
                 "rank_rows": list(spec.plan.rank_rows),
-                "leftover_rows": rows - self.shard_count * spec.plan.steps * self.batch_size,
+                "leftover_rows": max(0, rows - self.shard_count * spec.plan.steps * self.batch_size),
                 "seq_columns": list(spec.seq_columns),
             }
         return {

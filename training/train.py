@@ -156,6 +156,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
         if d.world > 1 else model)
     eval_loader = EbfLoader(table, version, tc.policy, eval_days, cfg.ebf, batch_size=tc.batch_size, cur_shard=0,
                             shard_count=1, seed=tc.seed, workers=tc.workers, shuffle_buffer=0, shuffle=False,
+                            drop_last=False,  # every evaluation row is scored
                             pin_memory=d.device.type == "cuda") if d.is_main else None
     loss_fn = torch.nn.BCEWithLogitsLoss()
     train_metrics = BinaryMetrics()

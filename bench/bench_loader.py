@@ -1,0 +1,188 @@
+"""Benchmark of the training loader alone (no model): samples/s out of ``training.loader.EbfLoader``.
+
+Input: a generated ``ebf_examples``-shaped Delta table of ``--rows`` rows for one day and one policy, half in
+segment 0 and half in segment 1, ``--files`` Parquet files per segment with row groups of
+``--row-group-rows`` rows, sequences of ``--seq-len`` (int32, padded with 0 after a random length) for the
+columns the policy keeps, null columns for the ones it removes (as ``build_ebf`` writes them). The table is
+written with pyarrow and a hand-written ``_delta_log`` (protocol 1/2, one commit with ``numRecords`` stats),
+so generating it needs no JVM; it is cached under ``$DYNAMIX_BENCH_DATA`` (default ``/tmp/dynamix-bench``).
+
+Knobs:
+
+- ``--rows``: table size (default 200,000); ``--policy``: which columns exist (``baseline``: 11 ad
+  sequences; ``boost_all``: 20 sequences over ad/organic/page);
+- ``--seq-len``: N of every source (conf default 32); ``--files``, ``--row-group-rows``: file layout;
+  a row group is the unit Petastorm's workers read and shuffle, so fewer, larger row groups mean less
+  overhead and coarser shuffling;
+- ``--batch-size``, ``--workers`` (reader threads per segment), ``--shuffle-buffer`` (rows kept back for
+  mixing; 0 still permutes within each row group), ``--shard-count`` (reads rank 0's share only);
+- ``--epochs``: epochs timed after the loader is built (the first includes the readers' start-up);
+- ``--stock``: also time Petastorm's stock path on the same files and columns (``make_batch_reader`` +
+  ``petastorm.pytorch.BatchedDataLoader`` with the same shuffling capacity), for the ratio.
+
+Prints one JSON object: the knobs, ``snapshot_s`` (Delta log replay + planning), ``samples_per_s`` over all
+timed epochs (batches x batch size / wall time), ``first_batch_s`` and, with ``--stock``,
+``stock_samples_per_s``.
+
+    .venv/bin/python bench/bench_loader.py --rows 200000 --batch-size 1024 --workers 2 --stock
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("DYNAMIX_BENCH_DATA", "/tmp/dynamix-bench")) / "loader"
+DS = "2026-11-02"
+
+
+def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows: int, seed: int = 0) -> Path:
+    """Write (once) the generated table; return its path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dynamix_spark.config import EbfConfig
+    from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, LEN_COLUMNS, TARGET_COLUMNS, seq_col
+    from training.loader import segment_columns
+
+    path = DATA / f"n{rows}_{policy}_L{seq_len}_f{files}_rg{row_group_rows}"
+    if (path / "_delta_log" / f"{0:020d}.json").exists():
+        return path
+    ebf = EbfConfig(seq_len={s: seq_len for s in EBF_SOURCES})
+    rng = np.random.default_rng(seed)
+    data_fields = [f for f in EBF_EXAMPLES.fields if f.name not in ("ds", "policy", "segment")]
+    adds = []
+    for segment in (0, 1):
+        present = set(segment_columns(ebf, policy, segment))
+        seg_rows = rows // 2 + (rows % 2 if segment == 1 else 0)
+        bounds = np.linspace(0, seg_rows, files + 1).astype(int)
+        for f in range(files):
+            n = int(bounds[f + 1] - bounds[f])
+            lengths = rng.integers(0, seq_len + 1, n).astype(np.int32)
+            pad = np.arange(seq_len)[None, :] >= lengths[:, None]
+            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * seq_len)
+            cols = {"user_id": pa.array(rng.integers(1, 1 << 40, n)),
+                    "event_ts_us": pa.array(rng.integers(1_793_577_600_000_000, 1_793_664_000_000_000, n)),
+                    "label": pa.array(rng.integers(0, 2, n).astype(np.int32)),
+                    "segment_window_end_us": pa.nulls(n, pa.int64())}
+            for c in TARGET_COLUMNS:
+                cols[c] = pa.array(rng.integers(1, 1 << 31, n).astype(np.int32))
+            for src, attrs in EBF_SOURCES.items():
+                for a in attrs:
+                    c = seq_col(src, a)
+                    if c in present:
+                        v = rng.integers(1, 1 << 31, (n, seq_len)).astype(np.int32)
+                        v[pad] = 0
+                        cols[c] = pa.ListArray.from_arrays(offsets, pa.array(v.ravel()))
+                    else:
+                        cols[c] = pa.nulls(n, pa.list_(pa.int32()))
+            for c in LEN_COLUMNS:
+                cols[c] = pa.array(lengths)
+            table = pa.table({fl.name: cols[fl.name] for fl in data_fields})
+            rel = f"ds={DS}/policy={policy}/segment={segment}/part-{f:05d}-{uuid.uuid4()}.c000.snappy.parquet"
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path / rel, row_group_size=row_group_rows, compression="snappy")
+            adds.append({"add": {"path": rel, "partitionValues": {"ds": DS, "policy": policy, "segment": str(segment)},
+                                 "size": (path / rel).stat().st_size, "modificationTime": 0, "dataChange": True,
+                                 "stats": json.dumps({"numRecords": n})}})
+    meta = {"metaData": {"id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
+                         "schemaString": EBF_EXAMPLES.json(), "partitionColumns": ["ds", "policy", "segment"],
+                         "configuration": {}, "createdTime": 0}}
+    log = path / "_delta_log"
+    log.mkdir(parents=True, exist_ok=True)
+    lines = [{"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}, meta] + adds
+    (log / f"{0:020d}.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def time_loader(path: Path, args) -> dict:
+    from dynamix_spark.config import EbfConfig
+    from schemas.ebf import EBF_SOURCES
+    from training.loader import EbfLoader
+
+    t0 = time.perf_counter()
+    loader = EbfLoader(str(path), 0, args.policy, [DS], EbfConfig(seq_len={s: args.seq_len for s in EBF_SOURCES}),
+                       batch_size=args.batch_size, shard_count=args.shard_count, seed=1, workers=args.workers,
+                       shuffle_buffer=args.shuffle_buffer)
+    snapshot_s = time.perf_counter() - t0
+    batches, first = 0, None
+    t0 = time.perf_counter()
+    for epoch in range(args.epochs):
+        loader.set_epoch(epoch)
+        for _ in loader:
+            batches += 1
+            if first is None:
+                first = time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    return {"snapshot_s": round(snapshot_s, 3), "first_batch_s": round(first or 0.0, 3), "wall_s": round(wall, 2),
+            "batches": batches, "samples_per_s": round(batches * args.batch_size / wall),
+            "steps_per_epoch": loader.steps_per_epoch, "describe": loader.describe()}
+
+
+def time_stock(path: Path, args) -> dict:
+    """Petastorm's own path: make_batch_reader (stock ArrowReaderWorker) + BatchedDataLoader, segment by segment."""
+    warnings.simplefilter("ignore")
+    from petastorm import make_batch_reader
+    from petastorm.pytorch import BatchedDataLoader
+
+    from training.delta_snapshot import load_snapshot
+    from training.loader import EbfLoader
+
+    snap = load_snapshot(str(path), 0)
+    from dynamix_spark.config import EbfConfig
+    from schemas.ebf import EBF_SOURCES
+
+    ref = EbfLoader(str(path), 0, args.policy, [DS], EbfConfig(seq_len={s: args.seq_len for s in EBF_SOURCES}),
+                    snapshot=snap, batch_size=args.batch_size)
+    rows, t0 = 0, time.perf_counter()
+    for _ in range(args.epochs):
+        for spec in ref.segments.values():
+            urls = [f.url for f in spec.files]
+            with make_batch_reader(urls, schema_fields=list(spec.columns), workers_count=args.workers, seed=1,
+                                   num_epochs=1) as reader:
+                loader = BatchedDataLoader(reader, batch_size=args.batch_size,
+                                           shuffling_queue_capacity=args.shuffle_buffer)
+                for b in loader:
+                    rows += len(b["label"])
+    wall = time.perf_counter() - t0
+    return {"stock_wall_s": round(wall, 2), "stock_samples_per_s": round(rows / wall)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--policy", default="baseline")
+    p.add_argument("--seq-len", type=int, default=32)
+    p.add_argument("--files", type=int, default=4, help="files per segment")
+    p.add_argument("--row-group-rows", type=int, default=16_384)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--shuffle-buffer", type=int, default=8192)
+    p.add_argument("--shard-count", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--stock", action="store_true")
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    path = make_table(args.rows, args.policy, args.seq_len, args.files, args.row_group_rows)
+    out = {k: v for k, v in vars(args).items()}
+    out["generate_s"] = round(time.perf_counter() - t0, 2)
+    out.update(time_loader(path, args))
+    if args.stock:
+        out.update(time_stock(path, args))
+        out["speedup_vs_stock"] = round(out["samples_per_s"] / out["stock_samples_per_s"], 2)
+    out["cpu_count"] = os.cpu_count()
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
