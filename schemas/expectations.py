@@ -1,0 +1,269 @@
+"""Expectation suites, one per table, declared in code beside the schemas they check.
+
+A suite is plain data (:class:`Expect`), so importing it costs nothing and does not import Great
+Expectations; ``dynamix_spark.quality`` turns each :class:`Expect` into the GX 1.x expectation class named
+by ``gx_type`` and runs it on the staged Spark DataFrame. Values that depend on the run (the dwell bounds,
+the allowed segments, the day) come from the config and ``ds`` when the suite is built.
+
+Every expectation has a stable ``name`` (what ``quality_results.expectation`` holds and a
+``QualityGateError`` names) and a severity: ``critical`` blocks publishing, ``warning`` is recorded only.
+
+Checks that need more than one table or the previous day are computed with Spark by
+``dynamix_spark.quality`` and recorded the same way (the names are listed in :data:`AUDIT_CHECKS`):
+``reconciliation`` (raw = clean + quarantined + counted drops), ``active_share_band``,
+``drift:<statistic>`` against the previous ``ds`` partition (:data:`DRIFT_STATS`), and
+``type:<column>`` for nested columns (GX's Spark type check compares the outer type class only).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from pyspark.sql.types import ArrayType, BooleanType, MapType, StringType, StructField, StructType, TimestampType
+
+from dynamix_spark.config import Config, Severity
+from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, len_col
+from schemas.raw import CONVERSION_TYPES, KEY_COLUMNS, RAW_SCHEMAS, RAW_SOURCES, REQUIRED_DWELL_SOURCES
+from schemas.tables import CLEAN_TABLES, QUARANTINE, USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
+
+# One row per expectation checked, per gate call (append-only, partitioned by ds).
+QUALITY_RESULTS = StructType([
+    StructField("run_id", StringType(), False),
+    StructField("job", StringType(), False),
+    StructField("table", StringType(), False),
+    StructField("ds", StringType(), False),
+    StructField("expectation", StringType(), False),  # Expect.name, e.g. unique:event_id, drift:active_share
+    StructField("severity", StringType(), False),  # critical | warning
+    StructField("success", BooleanType(), False),
+    StructField("observed", StringType(), True),  # human-readable observed value
+    StructField("details", StringType(), True),  # JSON: GX type, kwargs and result, or the audit inputs
+    StructField("checked_at", TimestampType(), False),
+])
+
+# Largest finite double: "between -MAX and MAX" is false for NaN (Spark orders NaN above every double)
+# and for +/-Infinity, so it tests finiteness.
+FINITE_MAX = sys.float_info.max
+
+AUDIT_CHECKS: tuple[str, ...] = ("reconciliation", "active_share_band", "drift:<statistic>", "type:<nested column>")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One expectation: ``gx_type`` is a class of ``great_expectations.expectations`` taking ``kwargs``.
+
+    ``when`` restricts it to rows meeting every ``(column, op, value)`` (op one of ``>= > <= < == !=``),
+    turned into a GX row condition.
+    """
+    name: str
+    gx_type: str
+    kwargs: Mapping[str, Any]
+    severity: Severity = "critical"
+    when: tuple[tuple[str, str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftStat:
+    """A key statistic compared with the previous day's partition.
+
+    ``sql`` is an aggregate expression over the table's rows; ``kind`` picks the tolerance:
+    ``share`` (absolute, ``quality.drift_share_tolerance``), ``log_dwell`` (absolute, nats,
+    ``quality.drift_log_dwell_tolerance``) or ``row_count`` (relative, ``quality.drift_row_count_tolerance``).
+    """
+    name: str
+    sql: str
+    kind: Literal["share", "log_dwell", "row_count"]
+
+
+def raw_table_name(source: str) -> str:
+    return f"raw_{source}"
+
+
+RAW_TABLES: dict[str, StructType] = {raw_table_name(s): schema for s, schema in RAW_SCHEMAS.items()}
+# Every table with a suite, and the schema its columns and types are checked against.
+SUITE_SCHEMAS: dict[str, StructType] = {
+    **RAW_TABLES,
+    **CLEAN_TABLES,
+    "quarantine": QUARANTINE,
+    "user_window_stats": USER_WINDOW_STATS,
+    "user_segments": USER_SEGMENTS,
+    "ebf_examples": EBF_EXAMPLES,
+}
+
+_ROW_COUNT = DriftStat("row_count", "count(1)", "row_count")
+_ACTIVE_SHARE = DriftStat("active_share", "avg(CASE WHEN segment >= 1 THEN 1.0 ELSE 0.0 END)", "share")
+DRIFT_STATS: dict[str, tuple[DriftStat, ...]] = {
+    **{raw_table_name(s): (_ROW_COUNT,) for s in RAW_SOURCES},
+    **{clean_table_name(s): (_ROW_COUNT,) + ((DriftStat("mean_log_dwell", "avg(ln(dwell_ms))", "log_dwell"),)
+                                             if s in REQUIRED_DWELL_SOURCES else ())
+       for s in RAW_SOURCES},
+    "quarantine": (),
+    "user_window_stats": (
+        _ROW_COUNT,
+        DriftStat("mean_log_dwell_neg", "avg(mean_log_dwell_neg)", "log_dwell"),
+        DriftStat("mean_log_dwell_pos", "avg(mean_log_dwell_pos)", "log_dwell"),
+        _ACTIVE_SHARE,
+    ),
+    "user_segments": (_ROW_COUNT, _ACTIVE_SHARE),
+    "ebf_examples": (_ROW_COUNT, DriftStat("positive_rate", "avg(label)", "share")),
+}
+
+
+def allowed_segments(cfg: Config) -> tuple[int, ...]:
+    """Segment values eq. 9 can give: 0/1, or 0..k with k thresholds in ``multi_level`` mode."""
+    if cfg.segmentation.epsilon_mode == "multi_level":
+        return tuple(range(len(cfg.segmentation.thresholds) + 1))
+    return (0, 1)
+
+
+def nested_columns(schema: StructType) -> tuple[StructField, ...]:
+    return tuple(f for f in schema.fields if isinstance(f.dataType, (ArrayType, MapType, StructType)))
+
+
+def _columns(schema: StructType, exact: bool) -> list[Expect]:
+    """Required columns, then the type class of each flat column (nested ones: ``type:`` audit checks)."""
+    out = [Expect("columns", "ExpectTableColumnsToMatchSet",
+                  {"column_set": [f.name for f in schema.fields], "exact_match": exact})]
+    nested = {f.name for f in nested_columns(schema)}
+    out += [Expect(f"type:{f.name}", "ExpectColumnValuesToBeOfType", {"column": f.name, "type_": type(f.dataType).__name__})
+            for f in schema.fields if f.name not in nested]
+    out.append(Expect("row_count_positive", "ExpectTableRowCountToBeBetween", {"min_value": 1}))
+    return out
+
+
+def _not_null(*cols: str, severity: Severity = "critical", mostly: float | None = None) -> list[Expect]:
+    extra = {"mostly": mostly} if mostly is not None else {}
+    return [Expect(f"not_null:{c}", "ExpectColumnValuesToNotBeNull", {"column": c, **extra}, severity) for c in cols]
+
+
+def _fresh(ds: str) -> Expect:
+    """Every row's ds is the run's ds."""
+    return Expect("freshness", "ExpectColumnValuesToBeInSet", {"column": "ds", "value_set": [ds]})
+
+
+def _day_bounds(ds: str, tolerance_s: int) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.fromisoformat(ds)
+    return start - dt.timedelta(seconds=tolerance_s), start + dt.timedelta(days=1, seconds=tolerance_s)
+
+
+def _raw_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
+    q = cfg.quality
+    lo, hi = _day_bounds(ds, cfg.denoise.ts_tolerance_s)
+    # Raw data is noisy by design (denoise quarantines the bad rows): only the contract's columns and types
+    # block; a high share of bad keys or off-day timestamps is a warning about the producer.
+    out = _columns(RAW_SCHEMAS[source], exact=False)
+    out += _not_null(*KEY_COLUMNS, severity="warning", mostly=1.0 - q.raw_max_invalid_share)
+    out.append(Expect("event_ts_on_day", "ExpectColumnValuesToBeBetween",
+                      {"column": "event_ts", "min_value": lo, "max_value": hi, "strict_max": True,
+                       "mostly": 1.0 - q.raw_max_invalid_share}, "warning"))
+    return out
+
+
+def _clean_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
+    d = cfg.denoise
+    lo, hi = _day_bounds(ds, d.ts_tolerance_s)
+    table = clean_table_name(source)
+    out = _columns(CLEAN_TABLES[table], exact=True)
+    out += _not_null(*KEY_COLUMNS)
+    out.append(Expect("unique:event_id", "ExpectColumnValuesToBeUnique", {"column": "event_id"}))
+    out.append(_fresh(ds))
+    out.append(Expect("event_ts_on_day", "ExpectColumnValuesToBeBetween",
+                      {"column": "event_ts", "min_value": lo, "max_value": hi, "strict_max": True}))
+    if source in REQUIRED_DWELL_SOURCES:
+        # The upper bound is only a constant in the fixed mode; the other modes' bounds vary by surface or
+        # user (and may exceed max_dwell_ms), so only the lower bound is checked there.
+        upper = {"max_value": d.max_dwell_ms} if d.upper_mode == "fixed" else {}
+        out += _not_null("dwell_ms")
+        out.append(Expect("dwell_in_bounds", "ExpectColumnValuesToBeBetween",
+                          {"column": "dwell_ms", "min_value": d.min_dwell_ms, **upper}))
+    if source == "conversions":
+        out.append(Expect("conversion_type_known", "ExpectColumnValuesToBeInSet",
+                          {"column": "conversion_type", "value_set": list(CONVERSION_TYPES)}, "warning"))
+    return out
+
+
+_QUARANTINE_REASON = r"^(unparsable:.+|null_key:.+|invalid_dwell|ts_outside_partition|duplicate_conflict)$"
+
+
+def _quarantine_suite(cfg: Config, ds: str) -> list[Expect]:
+    out = _columns(QUARANTINE, exact=True)
+    # A day without quarantined rows is a good day, not an empty table to block.
+    out = [e for e in out if e.name != "row_count_positive"]
+    out += _not_null("source", "reason", "run_id")
+    out.append(Expect("source_known", "ExpectColumnValuesToBeInSet", {"column": "source", "value_set": list(RAW_SOURCES)}))
+    out.append(Expect("reason_known", "ExpectColumnValuesToMatchRegex", {"column": "reason", "regex": _QUARANTINE_REASON}))
+    out.append(_fresh(ds))
+    return out
+
+
+def _window_suite(schema: StructType, cfg: Config, ds: str) -> list[Expect]:
+    out = _columns(schema, exact=True)
+    out += _not_null("user_id", "window_start", "window_end", "segment", "epsilon")
+    out.append(Expect("unique:user_id,window_start", "ExpectCompoundColumnsToBeUnique",
+                      {"column_list": ["user_id", "window_start"]}))
+    out.append(Expect("window_end_after_start", "ExpectColumnPairValuesAToBeGreaterThanB",
+                      {"column_A": "window_end", "column_B": "window_start"}))
+    out.append(Expect("segment_allowed", "ExpectColumnValuesToBeInSet",
+                      {"column": "segment", "value_set": list(allowed_segments(cfg))}))
+    out.append(Expect("epsilon_non_negative", "ExpectColumnValuesToBeBetween", {"column": "epsilon", "min_value": 0.0}))
+    out.append(_fresh(ds))
+    return out
+
+
+def _stats_suite(cfg: Config, ds: str) -> list[Expect]:
+    out = _window_suite(USER_WINDOW_STATS, cfg, ds)
+    n = cfg.stats.min_count
+    enough = (("n_pos", ">=", n), ("n_neg", ">=", n))
+    out += _not_null("n_pos", "n_neg")
+    out += [
+        Expect("n_pos_non_negative", "ExpectColumnValuesToBeBetween", {"column": "n_pos", "min_value": 0}),
+        Expect("n_neg_non_negative", "ExpectColumnValuesToBeBetween", {"column": "n_neg", "min_value": 0}),
+        # eq. 8 has a corr for every window with min_count positives and negatives, and it is finite.
+        Expect("corr_present", "ExpectColumnValuesToNotBeNull", {"column": "corr"}, when=enough),
+        Expect("corr_finite", "ExpectColumnValuesToBeBetween",
+               {"column": "corr", "min_value": -FINITE_MAX, "max_value": FINITE_MAX}, when=enough),
+    ]
+    return out
+
+
+def _ebf_suite(cfg: Config, ds: str) -> list[Expect]:
+    out = _columns(EBF_EXAMPLES, exact=True)
+    out += _not_null("user_id", "event_ts_us", "label", "policy", "segment")
+    out += [
+        Expect("label_binary", "ExpectColumnValuesToBeInSet", {"column": "label", "value_set": [0, 1]}),
+        Expect("segment_allowed", "ExpectColumnValuesToBeInSet",
+               {"column": "segment", "value_set": list(allowed_segments(cfg))}),
+        Expect("policy_built", "ExpectColumnValuesToBeInSet",
+               {"column": "policy", "value_set": list(cfg.ebf.build_policies)}),
+        # No leakage: the segment an example uses comes from a window that ended by the impression.
+        Expect("segment_window_before_impression", "ExpectColumnPairValuesAToBeGreaterThanB",
+               {"column_A": "event_ts_us", "column_B": "segment_window_end_us", "or_equal": True,
+                "ignore_row_if": "either_value_is_missing"}),
+        _fresh(ds),
+    ]
+    out += [Expect(f"len_in_range:{src}", "ExpectColumnValuesToBeBetween",
+                   {"column": len_col(src), "min_value": 0, "max_value": cfg.ebf.seq_len[src]}) for src in EBF_SOURCES]
+    return out
+
+
+def suite(table: str, cfg: Config, ds: str) -> tuple[Expect, ...]:
+    """The expectations of ``table`` for the run of ``ds`` under ``cfg``."""
+    dt.date.fromisoformat(ds)  # a date, nothing else
+    if table in RAW_TABLES:
+        exps = _raw_suite(table[len("raw_"):], cfg, ds)
+    elif table in CLEAN_TABLES:
+        exps = _clean_suite(table[len("clean_"):], cfg, ds)
+    elif table == "quarantine":
+        exps = _quarantine_suite(cfg, ds)
+    elif table == "user_window_stats":
+        exps = _stats_suite(cfg, ds)
+    elif table == "user_segments":
+        exps = _window_suite(USER_SEGMENTS, cfg, ds)
+    elif table == "ebf_examples":
+        exps = _ebf_suite(cfg, ds)
+    else:
+        raise KeyError(f"no expectation suite for table {table!r} (known: {sorted(SUITE_SCHEMAS)})")
+    names = [e.name for e in exps]
+    assert len(names) == len(set(names)), f"duplicate expectation names in {table}: {names}"
+    return tuple(exps)
