@@ -18,7 +18,9 @@ from pyspark.sql import functions as F
 
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
-from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id, overwrite_partition, table_path
+from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, new_run_id, overwrite_partition,
+                                    table_path)
+from dynamix_spark.quality import gate, publish_or_fail, record_results
 from dynamix_spark.ebf import apply_policy, build_examples
 from dynamix_spark.session import build_spark
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
@@ -81,19 +83,25 @@ def run(spark, cfg: Config, ds: str) -> dict:
     info = {"job": JOB, "run_id": run_id, **params}
     in_list = ", ".join(f"'{p}'" for p in policies)
     path = table_path(cfg.paths.lake_root, "ebf_examples")
-    version = overwrite_partition(out, path, ds, EBF_EXAMPLES, info, partition_by=("ds", "policy", "segment"),
-                                  extra_predicate=f"policy IN ({in_list})")
+    n_queries = inp["queries"].count()
+    # Write, audit, publish: one example per clean ad impression and policy, checked before the commit.
+    staged = conform(out, EBF_EXAMPLES).persist(StorageLevel.MEMORY_AND_DISK)
+    result = gate(spark, staged, "ebf_examples", ds, cfg, job=JOB, run_id=run_id, record=False,
+                  expected_rows=n_queries * len(policies))
+    record_results(spark, cfg.paths.lake_root, [result])
+    version = publish_or_fail(result, lambda: overwrite_partition(
+        staged, path, ds, EBF_EXAMPLES, info, partition_by=("ds", "policy", "segment"),
+        extra_predicate=f"policy IN ({in_list})"))
+    staged.unpersist()
     summary = examples.agg(F.count("*").alias("examples"), F.sum("label").alias("positives"),
                            F.avg("ad_len").alias("mean_ad_len")).first().asDict()
     seg_counts = {str(r["segment"]): r["count"] for r in examples.groupBy("segment").count().collect()}
     top_user = examples.groupBy("user_id").count().agg(F.max("count")).first()[0]
-    n_queries = inp["queries"].count()
-    if summary["examples"] != n_queries:  # one example per clean ad impression, none lost or doubled
-        raise RuntimeError(f"ebf_examples for {ds}: {summary['examples']} examples for {n_queries} impressions")
     m.rows_in, m.rows_out = n_queries, int(summary["examples"]) * len(policies)
     m.delta_versions = {"ebf_examples": version}
     m.params = {**params, "segments": seg_counts, "positives": summary["positives"],
-                "max_examples_per_user": top_user, "policies": policies}
+                "max_examples_per_user": top_user, "policies": policies,
+                "quality_warnings": [c.expectation for c in result.warnings]}
     m.status, m.ended_at = "succeeded", dt.datetime.now(dt.timezone.utc)
     append_run_metrics(spark, cfg.paths.lake_root, [m])
     examples.unpersist()

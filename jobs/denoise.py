@@ -15,11 +15,14 @@ from pyspark import StorageLevel
 
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
-from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id, overwrite_partition, table_path
+from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, new_run_id, overwrite_partition,
+                                    table_path)
+from dynamix_spark.quality import Reconciliation, gate, publish_or_fail, record_results
 from dynamix_spark.denoise import classify, clean_rows, quarantine_rows, Outcome
 from dynamix_spark.raw_io import read_raw_partition
 from dynamix_spark.session import build_spark
 from schemas import CLEAN_TABLES, QUARANTINE, RAW_SOURCES, clean_table_name
+from schemas.expectations import raw_table_name
 
 JOB = "denoise"
 
@@ -33,6 +36,9 @@ def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
     metrics: list[RunMetrics] = []
     quarantined = []
     persisted = []
+    staged_clean = {}
+    results = []
+    lake = cfg.paths.lake_root
     for src in RAW_SOURCES:
         m = RunMetrics(run_id=run_id, job=JOB, ds=ds, source=src, params=params)
         classified = classify(raw[src], src, ds, cfg.denoise).persist(StorageLevel.MEMORY_AND_DISK)
@@ -40,24 +46,47 @@ def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
         counts = {r["_status"]: r["count"] for r in classified.groupBy("_status").count().collect()}
         outcome = Outcome(counts)
         table = clean_table_name(src)
-        version = overwrite_partition(clean_rows(classified, src, ds), table_path(cfg.paths.lake_root, table), ds,
-                                      CLEAN_TABLES[table], {"job": JOB, "run_id": run_id, **params})
-        quarantined.append(quarantine_rows(classified, src, ds, run_id))
+        clean = conform(clean_rows(classified, src, ds), CLEAN_TABLES[table]).persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(clean)
+        staged_clean[src] = clean
+        q_src = quarantine_rows(classified, src, ds, run_id)
+        quarantined.append(q_src)
+        # Audit before anything is published: the raw partition as read, and the staged clean rows with the
+        # reconciliation raw = clean + quarantined + counted drops.
+        results.append(gate(spark, raw[src], raw_table_name(src), ds, cfg, job=JOB, run_id=run_id, record=False))
+        results.append(gate(spark, clean, table, ds, cfg, job=JOB, run_id=run_id, record=False,
+                            reconciliation=Reconciliation(raw=raw[src], quarantined=q_src,
+                                                          drops=outcome.by_kind("drop"))))
         m.rows_in, m.rows_out, m.rows_quarantined = outcome.rows_in, outcome.clean, outcome.quarantined
         m.drops, m.quarantined = outcome.by_kind("drop"), outcome.by_kind("q")
-        m.delta_versions = {table: version}
         outcomes[src] = outcome
         metrics.append(m)
     q = quarantined[0]
     for part in quarantined[1:]:
         q = q.unionByName(part)
-    q_version = overwrite_partition(q, table_path(cfg.paths.lake_root, "quarantine"), ds, QUARANTINE,
-                                    {"job": JOB, "run_id": run_id, **params})
+    q = conform(q, QUARANTINE).persist(StorageLevel.MEMORY_AND_DISK)
+    persisted.append(q)
+    results.append(gate(spark, q, "quarantine", ds, cfg, job=JOB, run_id=run_id, record=False))
+    record_results(spark, lake, results)
+    info = {"job": JOB, "run_id": run_id, **params}
+
+    def publish() -> dict[str, int]:
+        versions = {}
+        for src, clean in staged_clean.items():
+            table = clean_table_name(src)
+            versions[table] = overwrite_partition(clean, table_path(lake, table), ds, CLEAN_TABLES[table], info)
+        versions["quarantine"] = overwrite_partition(q, table_path(lake, "quarantine"), ds, QUARANTINE, info)
+        return versions
+
+    versions = publish_or_fail(results, publish)  # all tables or none: a failed critical check raises here
     now = dt.datetime.now(dt.timezone.utc)
+    warnings = [c.expectation for r in results for c in r.warnings]
     for m in metrics:
-        m.delta_versions["quarantine"] = q_version
+        table = clean_table_name(m.source)
+        m.delta_versions = {table: versions[table], "quarantine": versions["quarantine"]}
+        m.params = {**params, "quality_warnings": warnings}
         m.status, m.ended_at = "succeeded", now
-    append_run_metrics(spark, cfg.paths.lake_root, metrics)
+    append_run_metrics(spark, lake, metrics)
     for df in persisted:
         df.unpersist()
     return outcomes

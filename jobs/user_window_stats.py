@@ -18,7 +18,9 @@ from pyspark.sql import functions as F
 
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
-from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id, overwrite_partition, table_path
+from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, new_run_id, overwrite_partition,
+                                    table_path)
+from dynamix_spark.quality import gate, publish_or_fail, record_results
 from dynamix_spark.segmentation import choose_epsilon, segment
 from dynamix_spark.window_stats import label_impressions, neighbour_days, window_stats
 from dynamix_spark.session import build_spark
@@ -55,10 +57,18 @@ def run(spark, cfg: Config, ds: str) -> dict:
               "thresholds": list(choice.thresholds), "epsilon_detail": choice.detail}
     info = {"job": JOB, "run_id": run_id, **params}
     lake = cfg.paths.lake_root
-    v_stats = overwrite_partition(out, table_path(lake, "user_window_stats"), ds, USER_WINDOW_STATS, info)
+    # Write, audit, publish: validate exactly what would be written; a failed critical expectation raises
+    # QualityGateError before any commit, so the published tables keep their previous version.
+    staged = conform(out, USER_WINDOW_STATS).persist(StorageLevel.MEMORY_AND_DISK)
+    segs = conform(staged, USER_SEGMENTS)
+    results = [gate(spark, staged, "user_window_stats", ds, cfg, job=JOB, run_id=run_id, record=False),
+               gate(spark, segs, "user_segments", ds, cfg, job=JOB, run_id=run_id, record=False)]
+    record_results(spark, lake, results)
+    v_stats, v_seg = publish_or_fail(results, lambda: (
+        overwrite_partition(staged, table_path(lake, "user_window_stats"), ds, USER_WINDOW_STATS, info),
+        overwrite_partition(segs, table_path(lake, "user_segments"), ds, USER_SEGMENTS, info)))
     written = spark.read.format("delta").option("versionAsOf", v_stats).load(table_path(lake, "user_window_stats")) \
         .where(F.col("ds") == ds)
-    v_seg = overwrite_partition(written, table_path(lake, "user_segments"), ds, USER_SEGMENTS, info)
     summary = written.agg(F.count("*").alias("windows"), F.sum("n_pos").alias("n_pos"), F.sum("n_neg").alias("n_neg"),
                           F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr"),
                           F.avg(F.when(F.col("corr").isNotNull(), F.col("segment"))).alias("active_share_with_corr"),
@@ -67,11 +77,12 @@ def run(spark, cfg: Config, ds: str) -> dict:
     m.rows_out = int(summary["windows"])
     m.epsilon, m.epsilon_mode = choice.epsilon, choice.mode
     m.delta_versions = {"user_window_stats": v_stats, "user_segments": v_seg}
-    m.params = params
+    m.params = {**params, "quality_warnings": [c.expectation for r in results for c in r.warnings]}
     m.status, m.ended_at = "succeeded", dt.datetime.now(dt.timezone.utc)
     append_run_metrics(spark, lake, [m])
     labelled.unpersist()
     stats.unpersist()
+    staged.unpersist()
     return {"epsilon": choice.epsilon, "epsilon_mode": choice.mode, **summary}
 
 
