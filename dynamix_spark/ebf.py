@@ -31,7 +31,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dynamix_spark.config import EbfConfig, StatsConfig
-from dynamix_spark.window_stats import label_impressions
+from dynamix_spark.window_stats import US, label_impressions
 from schemas.ebf import (
     EBF_SOURCES,
     TARGET_ATTRIBUTES,
@@ -41,7 +41,6 @@ from schemas.ebf import (
     tgt_col,
 )
 
-US = 1_000_000
 HASH_MOD = (1 << 31) - 1
 KIND_SEGMENT, KIND_QUERY, KIND_EVENT = 0, 1, 2
 
@@ -221,9 +220,4 @@ def _pick(c: str, for_passive: bool, for_active: bool, is_passive: Column, defau
     return F.when(keep, F.col(c)).otherwise(none).alias(c)
 
 
-def bytes_per_example_estimate(ebf_cfg: EbfConfig) -> int:
-    """Upper bound of the int payload per example with every source present (for sizing, docs)."""
-    return 4 * (len(TARGET_ATTRIBUTES) + sum(ebf_cfg.seq_len[s] * len(a) for s, a in EBF_SOURCES.items()))
-
-
-__all__ = ["build_examples", "apply_policy", "encode", "hashed_id", "age_bucket", "bytes_per_example_estimate"]
+__all__ = ["build_examples", "apply_policy", "encode", "hashed_id", "age_bucket"]
