@@ -192,6 +192,29 @@ class QualityConfig:
     docs_dir: str = "data/quality_docs"  # GX Data Docs HTML (driver-local folder); "" renders none
 
 
+# Delta refuses VACUUM below a table's delta.deletedFileRetentionDuration (default 7 days) unless its safety
+# check is switched off; the maintenance settings never go below it.
+DELTA_MIN_RETENTION_HOURS = 168
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """Delta table maintenance at the end of a nightly run (``dynamix_spark.maintenance``, docs/OPERATIONS.md)."""
+    # VACUUM deletes the files that no version younger than this still needs, so time travel (VERSION AS
+    # OF, the training loader's pinned snapshot) works back this far and no further. Keep it >= the longest
+    # span over which a training run, an experiment or a backfill re-reads a pinned version.
+    vacuum_retention_hours: int = 168
+    optimize: bool = True
+    vacuum: bool = True
+    # Tables whose run partitions are compacted and Z-ordered by zorder_by: the ones read per user (lookups,
+    # joins on user_id). Every other Delta table in the lake (ebf_examples, quarantine, run_metrics, ...) is
+    # only compacted (bin-packing).
+    zorder_tables: tuple[str, ...] = ("user_window_stats", "user_segments", "clean_ad_impressions",
+                                      "clean_conversions", "clean_organic_impressions", "clean_page_impressions")
+    zorder_by: tuple[str, ...] = ("user_id",)
+    register_catalog: bool = True  # register every lake table in paths.database afterwards
+
+
 @dataclass(frozen=True)
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -204,6 +227,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
 
     def validate(self) -> "Config":
         _check_ranges(self)
@@ -287,6 +311,19 @@ def _check_ranges(c: Config) -> None:
     for name in ("drift_log_dwell_tolerance", "drift_row_count_tolerance"):
         v = getattr(q, name)
         need(v >= 0.0, f"quality.{name}", f"must be >= 0, got {v}")
+    mt = c.maintenance
+    need(mt.vacuum_retention_hours >= DELTA_MIN_RETENTION_HOURS, "maintenance.vacuum_retention_hours",
+         f"must be >= {DELTA_MIN_RETENTION_HOURS} (Delta's deleted-file retention floor; time travel to pinned "
+         f"training versions needs at least that), got {mt.vacuum_retention_hours}")
+    need(len(mt.zorder_by) > 0 and "ds" not in mt.zorder_by, "maintenance.zorder_by",
+         "must name at least one column, and not the partition column ds")
+    from dynamix_spark.catalog import PIPELINE_TABLES
+
+    for name in mt.zorder_tables:
+        need(name in PIPELINE_TABLES, "maintenance.zorder_tables",
+             f"unknown table {name!r} (known: {sorted(PIPELINE_TABLES)})")
+        missing_cols = [col for col in mt.zorder_by if col not in PIPELINE_TABLES[name].fieldNames()]
+        need(not missing_cols, "maintenance.zorder_tables", f"{name} has no column(s) {missing_cols}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

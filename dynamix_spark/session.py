@@ -34,6 +34,23 @@ def delta_jars(cache: Path = JAR_CACHE) -> list[str]:
     return jars
 
 
+def _submitted_with_jars() -> bool:
+    """Whether spark-submit launched this driver with ``--jars`` / ``--packages`` (scripts/spark.sh does).
+
+    Then Delta is on the classpath already and the cache may not exist where the driver runs (a YARN
+    container, or the library imported from the ``--py-files`` zip, whose ``PROJECT_ROOT`` is no checkout).
+    Only asked when spark-submit started the JVM (``PYSPARK_GATEWAY_PORT``): for a plain ``python job.py``
+    creating a SparkConf here would start the JVM before the builder's settings (driver memory) apply.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return False
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # attach to spark-submit's JVM, whose system properties hold its conf
+    submitted = SparkConf()
+    return bool(submitted.get("spark.jars", "") or submitted.get("spark.jars.packages", ""))
+
+
 def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
                 master: str | None = None) -> SparkSession:
     """Create (or reuse) the session with Delta's SQL extension and catalog and the cached jars.
@@ -55,8 +72,7 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
         "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "true",
     }
     conf.update(DELTA_CONF)
-    if "spark.jars" not in (spark_conf or {}):
-        # spark-submit --jars/--packages users may have put Delta on the classpath already.
+    if not {"spark.jars", "spark.jars.packages"} & set(spark_conf or {}) and not _submitted_with_jars():
         conf["spark.jars"] = ",".join(delta_jars())
     conf.update(dict(spark_conf or {}))
     for k, v in conf.items():
@@ -66,16 +82,32 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
     return spark
 
 
-def spark_submit_args() -> list[str]:
-    """Options that give spark-submit / spark-sql the same Delta set-up as ``build_spark``."""
+# The settings that say where the catalog lives. spark-sql (scripts/spark.sh sql) takes them from the profile,
+# so that it sees the tables the jobs registered (dynamix_spark/catalog.py).
+CATALOG_CONF_PREFIXES = ("spark.sql.catalogImplementation", "spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.",
+                         "spark.hadoop.hive.", "spark.hadoop.datanucleus.", "spark.sql.hive.")
+
+
+def catalog_conf(spark_conf: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in spark_conf.items() if k.startswith(CATALOG_CONF_PREFIXES)}
+
+
+def spark_submit_args(extra_conf: Mapping[str, str] | None = None) -> list[str]:
+    """Options that give spark-submit / spark-sql the same Delta set-up as ``build_spark`` (plus ``extra_conf``)."""
     jars = delta_jars()
     # --driver-class-path as well: spark-sql resolves the Delta extension before --jars are loaded.
     args = ["--jars", ",".join(jars), "--driver-class-path", ":".join(jars)]
-    for k, v in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}.items():
+    for k, v in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC", **dict(extra_conf or {})}.items():
         args += ["--conf", f"{k}={v}"]
     return args
 
 
 if __name__ == "__main__":
+    # python -m dynamix_spark.session --spark-submit-args [--catalog-of conf/<profile>.yaml]: one argument a line.
     if "--spark-sql-args" in sys.argv or "--spark-submit-args" in sys.argv:
-        print(" ".join(spark_submit_args()))
+        extra: dict[str, str] = {}
+        if "--catalog-of" in sys.argv:
+            from dynamix_spark.config import load_config
+
+            extra = catalog_conf(load_config(sys.argv[sys.argv.index("--catalog-of") + 1]).spark.conf)
+        print("\n".join(spark_submit_args(extra)))

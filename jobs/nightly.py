@@ -1,11 +1,13 @@
-"""The nightly run: denoise -> user_window_stats -> build_ebf for one ``ds`` or a backfill range, in order.
+"""The nightly run: denoise -> user_window_stats -> build_ebf -> maintenance for one ``ds`` or a backfill range.
 
     spark-submit jobs/nightly.py --config conf/local.yaml --ds 2026-11-02 [--until 2026-11-05]
 
 Re-running a date replaces that date's partitions and nothing else. For a range, every day is denoised
 before any day's statistics are computed, so each day's labels see the next day's conversions, and every
 day's segments exist before any day's examples are built (an example early on ds uses the segment of the
-last window of ds - 1).
+last window of ds - 1). Maintenance comes last, once for the whole range: OPTIMIZE the range's partitions,
+VACUUM, one run_metrics row per table, and registration of every table in the catalog database
+(``paths.database``), so ``SELECT ... FROM dynamix.user_window_stats`` works after the run.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import sys
 from dynamix_spark.cli import _date, job_parser, parse_job_args
 from dynamix_spark.config import Config
 from dynamix_spark.session import build_spark
-from jobs import build_ebf, denoise, user_window_stats
+from jobs import build_ebf, denoise, maintenance, user_window_stats
 
 
 def date_range(start: str, until: str | None) -> list[str]:
@@ -37,6 +39,7 @@ def run(spark, cfg: Config, days: list[str]) -> dict:
         report["user_window_stats"][ds] = user_window_stats.run(spark, cfg, ds)
     for ds in days:
         report["build_ebf"][ds] = build_ebf.run(spark, cfg, ds)
+    report["maintenance"] = maintenance.run(spark, cfg, days)
     return report
 
 

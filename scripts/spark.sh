@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # spark-submit / spark-sql from the project's environment with the cached Delta jars and settings:
 #   bash scripts/spark.sh submit [spark options] jobs/denoise.py --config conf/local.yaml --ds 2026-11-02
-#   bash scripts/spark.sh sql -e "SELECT ..."
+#   bash scripts/spark.sh sql [--profile conf/local.yaml] -e "SELECT ... FROM dynamix.user_window_stats"
+# `sql` also takes the profile's catalog settings (default conf/local.yaml: the Derby metastore under data/),
+# so it sees the tables the jobs registered; a job's own --config sets them for `submit`.
+# Run from the repository root: the local profile's paths (data/...) are relative to it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
 export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
 export SPARK_HOME="$("$PY" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
-tool="$1"; shift
-# shellcheck disable=SC2046
+tool="${1:-}"; shift || true
 case "$tool" in
-  submit) exec "$SPARK_HOME/bin/spark-submit" $("$PY" -m dynamix_spark.session --spark-submit-args) "$@" ;;
-  sql) exec "$SPARK_HOME/bin/spark-sql" $("$PY" -m dynamix_spark.session --spark-submit-args) "$@" ;;
+  submit)
+    args="$("$PY" -m dynamix_spark.session --spark-submit-args)"
+    mapfile -t SPARK_ARGS <<< "$args"
+    exec "$SPARK_HOME/bin/spark-submit" "${SPARK_ARGS[@]}" "$@" ;;
+  sql)
+    profile="conf/local.yaml"
+    if [ "${1:-}" = "--profile" ]; then profile="$2"; shift 2; fi
+    args="$("$PY" -m dynamix_spark.session --spark-submit-args --catalog-of "$profile")"
+    mapfile -t SPARK_ARGS <<< "$args"
+    exec "$SPARK_HOME/bin/spark-sql" "${SPARK_ARGS[@]}" "$@" ;;
   *) echo "usage: scripts/spark.sh submit|sql ..." >&2; exit 2 ;;
 esac
