@@ -27,6 +27,10 @@ class PathsConfig:
     lake_root: str = "data/lake"  # Delta tables, one folder per table
     truth_root: str = "data/truth"  # planted truth written by the generator
     database: str = "dynamix"  # catalog database the tables are registered in
+    # A raw partition is complete once the landing job has written this file into it, after its last data
+    # file (Hadoop's _SUCCESS convention). A partition without it fails the run as incomplete before anything
+    # is written; "" accepts a partition as soon as its folder exists.
+    raw_ready_marker: str = "_SUCCESS"
 
 
 @dataclass(frozen=True)

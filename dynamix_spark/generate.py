@@ -327,6 +327,13 @@ def generate(spark: SparkSession, cfg: GeneratorConfig) -> dict[str, DataFrame]:
     return out
 
 
+def mark_partition_ready(spark: SparkSession, path: str, marker: str = "_SUCCESS") -> None:
+    """Write the empty completeness marker (``paths.raw_ready_marker``) into a raw partition folder."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(f"{path}/{marker}")
+    hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(hpath, True).close()
+
+
 def write_raw(spark: SparkSession, cfg: GeneratorConfig, raw_root: str, truth_root: str) -> dict[str, int]:
     """Write the sources as Parquet under ``<raw_root>/<source>/ds=...`` and the truth under ``truth_root``.
 
@@ -338,6 +345,8 @@ def write_raw(spark: SparkSession, cfg: GeneratorConfig, raw_root: str, truth_ro
         df = frames[name].repartition(cfg.files_per_partition * cfg.days, "ds", "event_id")
         (df.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
          .partitionBy("ds").parquet(f"{raw_root}/{name}"))
+        for ds in _dates(cfg):  # each day's partition is complete: the landing job's marker, last
+            mark_partition_ready(spark, f"{raw_root}/{name}/ds={ds}")
     for name in ("truth_engagement", "truth_conversions"):
         frames[name].coalesce(4).write.mode("overwrite").parquet(f"{truth_root}/{name}")
     for name in RAW_SCHEMAS:

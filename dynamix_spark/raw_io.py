@@ -52,6 +52,19 @@ def list_parquet_files(spark: SparkSession, path: str) -> list[str]:
     return sorted(files)
 
 
+def check_partition_ready(spark: SparkSession, raw_root: str, source: str, ds: str, marker: str) -> list[str]:
+    """The data files of a raw partition, after checking it exists and (``marker`` != "") is marked complete."""
+    path = partition_path(raw_root, source, ds)
+    files = list_parquet_files(spark, path)
+    if marker:
+        jvm = spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(f"{path}/{marker}")
+        if not hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hpath):
+            raise RawInputError(f"incomplete raw input: {path} has no {marker} marker (the landing job has not "
+                                f"finished the day; paths.raw_ready_marker)")
+    return files
+
+
 def _file_schema(spark: SparkSession, file: str) -> StructType:
     try:
         return spark.read.parquet(file).schema
@@ -68,15 +81,14 @@ def _typed_column(name: str, file_type, contract_type) -> tuple[Column, Column |
     return typed.alias(name), raw.isNotNull() & typed.isNull()
 
 
-def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str) -> DataFrame:
+def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str, ready_marker: str = "") -> DataFrame:
     """Contract-typed rows of one raw partition with ``_source_file``, ``_reason`` and ``_original``.
 
     ``_reason`` is ``unparsable:<column>`` for a row with a value that does not convert, else null;
     ``_original`` is the row as read, as JSON, for those rows only (it goes to quarantine).
     """
     contract = RAW_SCHEMAS[source]
-    path = partition_path(raw_root, source, ds)
-    files = list_parquet_files(spark, path)
+    files = check_partition_ready(spark, raw_root, source, ds, ready_marker)
     groups: dict[str, list[str]] = defaultdict(list)
     schemas: dict[str, StructType] = {}
     for f in files:

@@ -31,7 +31,8 @@ def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
     run_id = new_run_id(JOB, ds)
     params = {"ds": ds, "denoise": config_to_dict(cfg.denoise), "raw_root": cfg.paths.raw_root}
     # Extract every source first: a missing partition or a broken file fails before anything is written.
-    raw = {src: read_raw_partition(spark, cfg.paths.raw_root, src, ds) for src in RAW_SOURCES}
+    raw = {src: read_raw_partition(spark, cfg.paths.raw_root, src, ds, cfg.paths.raw_ready_marker)
+           for src in RAW_SOURCES}
     outcomes: dict[str, Outcome] = {}
     metrics: list[RunMetrics] = []
     quarantined = []

@@ -8,6 +8,10 @@ day's segments exist before any day's examples are built (an example early on ds
 last window of ds - 1). Maintenance comes last, once for the whole range: OPTIMIZE the range's partitions,
 VACUUM, one run_metrics row per table, and registration of every table in the catalog database
 (``paths.database``), so ``SELECT ... FROM dynamix.user_window_stats`` works after the run.
+
+Before any job starts, every day's raw partitions must exist and carry the landing job's completeness marker
+(``paths.raw_ready_marker``): a missing or incomplete day fails the whole run with no table written. Any
+failure appends a ``status = 'failed'`` row per day to run_metrics (the step and the error) and exits 1.
 """
 from __future__ import annotations
 
@@ -17,8 +21,14 @@ import sys
 
 from dynamix_spark.cli import _date, job_parser, parse_job_args
 from dynamix_spark.config import Config
+from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id
+from dynamix_spark.quality import QualityGateError
+from dynamix_spark.raw_io import RawInputError, check_partition_ready
 from dynamix_spark.session import build_spark
 from jobs import build_ebf, denoise, maintenance, user_window_stats
+from schemas.raw import RAW_SOURCES
+
+JOB = "nightly"
 
 
 def date_range(start: str, until: str | None) -> list[str]:
@@ -29,18 +39,48 @@ def date_range(start: str, until: str | None) -> list[str]:
     return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
+def check_inputs(spark, cfg: Config, days: list[str]) -> None:
+    """Every source's raw partition of every day exists and carries the completeness marker, or RawInputError.
+
+    Checked for the whole range before the first job starts, so a missing or incomplete day fails the run
+    with nothing written (a backfill does not publish its first days and then stop half-way).
+    """
+    for ds in days:
+        for src in RAW_SOURCES:
+            check_partition_ready(spark, cfg.paths.raw_root, src, ds, cfg.paths.raw_ready_marker)
+
+
+def record_failure(spark, cfg: Config, days: list[str], step: str, error: BaseException) -> None:
+    """One ``status = 'failed'`` run_metrics row per day of the run, naming the step and the error."""
+    now = dt.datetime.now(dt.timezone.utc)
+    run_id = new_run_id(JOB, days[0])
+    append_run_metrics(spark, cfg.paths.lake_root, [
+        RunMetrics(run_id=run_id, job=JOB, ds=ds, status="failed", ended_at=now,
+                   params={"step": step, "error": f"{type(error).__name__}: {str(error)[:2000]}", "days": days})
+        for ds in days])
+
+
 def run(spark, cfg: Config, days: list[str]) -> dict:
-    report: dict = {"denoise": {}, "user_window_stats": {}, "build_ebf": {}}
-    for ds in days:
-        outcomes = denoise.run(spark, cfg, ds)
-        report["denoise"][ds] = {src: {"rows_in": o.rows_in, "clean": o.clean, "quarantined": o.quarantined,
-                                       "drops": o.by_kind("drop")} for src, o in outcomes.items()}
-    for ds in days:
-        report["user_window_stats"][ds] = user_window_stats.run(spark, cfg, ds)
-    for ds in days:
-        report["build_ebf"][ds] = build_ebf.run(spark, cfg, ds)
-    report["maintenance"] = maintenance.run(spark, cfg, days)
-    return report
+    step = "check_inputs"
+    try:
+        check_inputs(spark, cfg, days)
+        report: dict = {"denoise": {}, "user_window_stats": {}, "build_ebf": {}}
+        for step, job in (("denoise", _denoise), ("user_window_stats", user_window_stats.run),
+                          ("build_ebf", build_ebf.run)):
+            for ds in days:
+                report[step][ds] = job(spark, cfg, ds)
+        step = "maintenance"
+        report["maintenance"] = maintenance.run(spark, cfg, days)
+        return report
+    except Exception as e:
+        record_failure(spark, cfg, days, step, e)
+        raise
+
+
+def _denoise(spark, cfg: Config, ds: str) -> dict:
+    outcomes = denoise.run(spark, cfg, ds)
+    return {src: {"rows_in": o.rows_in, "clean": o.clean, "quarantined": o.quarantined,
+                  "drops": o.by_kind("drop")} for src, o in outcomes.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     args, cfg = parse_job_args(parser, argv)
     days = date_range(args.ds, args.until)
     spark = build_spark(f"{cfg.spark.app_name}-nightly", cfg.spark.conf)
-    print(json.dumps(run(spark, cfg, days), default=str, indent=1))
+    try:
+        report = run(spark, cfg, days)
+    except (RawInputError, QualityGateError) as e:  # expected failures: one clear line, no stack trace
+        print(f"nightly {days[0]}..{days[-1]} failed: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, default=str, indent=1))
     return 0
 
 
