@@ -6,8 +6,9 @@
 
 The session is the jobs' session (``build_spark`` with the profile's ``spark.conf``), so it sees the catalog
 the maintenance job registered the tables in (``paths.database``; a persistent Derby metastore in the local
-profile). Where the session's catalog is the in-memory one, or with ``--register``, the lake's tables are
-(re-)registered first, so ``dynamix.<table>`` always resolves. Each statement's result is printed in turn.
+profile). Read-only unless ``--allow-writes``: a statement that would write (DML, DDL, OPTIMIZE, VACUUM,
+RESTORE, ...) is refused with exit code 3 before anything runs. Where the session's catalog is the in-memory
+one, or with ``--register``, the lake's tables are (re-)registered first, so ``dynamix.<table>`` always resolves. Each statement's result is printed in turn.
 """
 from __future__ import annotations
 
@@ -15,6 +16,36 @@ import argparse
 import sys
 
 from dynamix_spark.config import ConfigError, load_config
+
+
+# Read-only by default: a statement runs only if its parsed plan reads. Commands (Spark's logical Command plans:
+# DDL, DML, OPTIMIZE, VACUUM, ...) are refused except these, which only describe or set session state; plans that
+# are not commands are queries, except the two writes the parser leaves as plain statements.
+READ_ONLY_COMMANDS = frozenset({
+    "DescribeRelation", "DescribeColumn", "DescribeNamespace", "DescribeFunction", "DescribeDeltaDetailCommand",
+    "ShowTables", "ShowTableExtended", "ShowViews", "ShowNamespaces", "ShowPartitions", "ShowColumns",
+    "ShowCreateTable", "ShowTableProperties", "ShowFunctions", "ShowCatalogs", "ShowCurrentNamespace",
+    "ExplainCommand", "SetCommand", "SetCatalogAndNamespace",
+})
+WRITING_STATEMENTS = frozenset({"InsertIntoStatement", "RestoreTableStatement"})
+
+
+def writes(spark, statement: str) -> str | None:
+    """The plan name of a statement that would change a table or the catalog, or None for a read.
+
+    Decided on the parsed (unresolved) plan, so nothing runs and no table needs to exist. A statement that does
+    not parse returns None: running it reports the parse error.
+    """
+    jvm = spark.sparkContext._jvm
+    try:
+        plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(statement)
+    except Exception:  # py4j wraps the ParseException
+        return None
+    name = plan.getClass().getSimpleName()
+    command = jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command").isInstance(plan)
+    if (command and name not in READ_ONLY_COMMANDS) or (not command and name in WRITING_STATEMENTS):
+        return name
+    return None
 
 
 def _print(df, fmt: str, max_rows: int) -> None:
@@ -39,6 +70,9 @@ def sql_parser() -> argparse.ArgumentParser:
                    help="override a config value (repeatable)")
     q.add_argument("--format", choices=("table", "tsv"), default="table")
     q.add_argument("--max-rows", type=int, default=100, help="rows printed per statement (default 100)")
+    q.add_argument("--allow-writes", action="store_true",
+                   help="run statements that write (INSERT, DELETE, CREATE, DROP, OPTIMIZE, VACUUM, ...); "
+                        "without it they are refused")
     q.add_argument("--register", action="store_true",
                    help="(re-)register the lake's tables in paths.database before the statements")
     return p
@@ -60,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"-- registered {len(reg.tables)} tables in {reg.database} ({reg.catalog} catalog)", file=sys.stderr)
     from pyspark.errors import PySparkException
 
+    refused = [(st, w) for st in args.statements if not args.allow_writes and (w := writes(spark, st))]
+    if refused:  # checked for every statement before any runs
+        for statement, plan in refused:
+            print(f"refused ({plan} writes; dynamix sql is read-only, pass --allow-writes): {statement}",
+                  file=sys.stderr)
+        return 3
     for statement in args.statements:
         try:
             _print(spark.sql(statement), args.format, args.max_rows)

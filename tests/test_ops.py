@@ -218,3 +218,53 @@ spark:
     assert "registered" not in q.stderr  # the Hive catalog was persistent: nothing re-registered
     assert q.stdout.split("\n")[:6] == ["ds\tn", f"{D1}\t{n_rows // 2}", f"{D2}\t{n_rows // 2}",
                                         "source\tstatus", "user_segments\tsucceeded", ""]
+
+
+@pytest.mark.parametrize("statement, plan", [
+    ("SELECT segment, count(*) FROM dynamix.user_window_stats GROUP BY segment", None),
+    ("WITH a AS (SELECT 1 AS x) SELECT * FROM a", None),
+    ("SELECT * FROM dynamix.user_segments VERSION AS OF 3", None),
+    ("DESCRIBE HISTORY dynamix.ebf_examples", None),
+    ("DESCRIBE DETAIL dynamix.ebf_examples", None),
+    ("SHOW TABLES IN dynamix", None),
+    ("EXPLAIN SELECT 1", None),
+    ("INSERT INTO dynamix.user_segments SELECT * FROM dynamix.user_segments", "InsertIntoStatement"),
+    ("INSERT OVERWRITE dynamix.user_segments SELECT * FROM dynamix.user_segments", "InsertIntoStatement"),
+    ("DELETE FROM dynamix.user_segments WHERE ds = '2026-11-01'", "DeleteFromTable"),
+    ("UPDATE dynamix.user_segments SET segment = 1", "UpdateTable"),
+    ("MERGE INTO dynamix.a t USING dynamix.b s ON t.user_id = s.user_id WHEN MATCHED THEN DELETE", "MergeIntoTable"),
+    ("DROP TABLE dynamix.user_segments", "DropTable"),
+    ("CREATE TABLE dynamix.x AS SELECT 1", "CreateTableAsSelect"),
+    ("TRUNCATE TABLE dynamix.user_segments", "TruncateTable"),
+    ("OPTIMIZE dynamix.user_segments", "OptimizeTableCommand"),
+    ("VACUUM dynamix.user_segments", "VacuumTableCommand"),
+    ("RESTORE TABLE dynamix.user_segments TO VERSION AS OF 1", "RestoreTableStatement"),
+    ("ALTER TABLE dynamix.user_segments ADD COLUMNS (b int)", "AddColumns"),
+])
+def test_sql_is_read_only_unless_asked(spark, statement, plan):
+    """Which statements ``dynamix sql`` refuses without --allow-writes (decided from the parsed plan; the
+    tables need not exist)."""
+    from dynamix_spark.sql_cli import writes
+
+    assert writes(spark, statement) == plan
+
+
+def test_sql_cli_refuses_a_write_before_running_anything(spark, tmp_path):
+    from dynamix_spark.sql_cli import main
+
+    path = tmp_path / "t"
+    _write(spark, str(path), 2, days=(D1,), files_per_day=1)
+    rc = main(["sql", "--config", str(ROOT / "conf" / "local.yaml"), "--set", "spark.conf={}",
+               "--set", f"paths.lake_root={tmp_path}", "--set", "paths.database=ro_test",
+               f"SELECT count(*) FROM delta.`{path}`", f"DELETE FROM delta.`{path}` WHERE user_id = 0"])
+    try:
+        assert rc == 3
+        assert load_snapshot(str(path)).version == 0  # nothing ran: not even the SELECT before it
+        assert spark.read.format("delta").load(str(path)).count() == 6
+        rc = main(["sql", "--config", str(ROOT / "conf" / "local.yaml"), "--set", "spark.conf={}",
+                   "--set", f"paths.lake_root={tmp_path}", "--set", "paths.database=ro_test", "--allow-writes",
+                   f"DELETE FROM delta.`{path}` WHERE user_id = 0"])
+        assert rc == 0
+        assert spark.read.format("delta").load(str(path)).count() == 3  # rows of user 0: 3 of 6
+    finally:
+        spark.sql("DROP DATABASE IF EXISTS ro_test CASCADE")
