@@ -171,6 +171,11 @@ class TrainConfig:
     workers: int = 2  # Petastorm reader workers
     shuffle_buffer: int = 8192
     eval_every: int = 100
+    # The periodic evaluations (the NE curve) score the first N evaluation batches (segments interleaved by
+    # the seeded schedule, the same rows for every policy); 0: all of them.
+    eval_max_batches: int = 0
+    # The same for the final evaluation (the report's NE, AUC, log loss, inference samples/s); 0: every row.
+    final_eval_max_batches: int = 0
     checkpoint_every: int = 200
     early_stopping_patience: int = 3
     out_dir: str = "data/runs"
@@ -306,6 +311,8 @@ def _check_ranges(c: Config) -> None:
     for name in ("batch_size", "epochs", "eval_every", "checkpoint_every", "early_stopping_patience"):
         need(getattr(t, name) >= 1, f"train.{name}", "must be >= 1")
     need(t.lr > 0, "train.lr", "must be > 0")
+    need(t.eval_max_batches >= 0, "train.eval_max_batches", "must be >= 0")
+    need(t.final_eval_max_batches >= 0, "train.final_eval_max_batches", "must be >= 0")
     need(t.max_steps >= 0 and t.workers >= 1 and t.shuffle_buffer >= 0, "train.max_steps",
          "max_steps >= 0, workers >= 1 and shuffle_buffer >= 0 required")
     q = c.quality

@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import sys
@@ -119,6 +121,13 @@ def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.dev
     return out
 
 
+def _evaluate_prefix(model, eval_loader: EbfLoader, max_batches: int, device: torch.device, **kw) -> dict:
+    """evaluate() on the first ``max_batches`` evaluation batches (0: all); close() stops the readers."""
+    batches = eval_loader.iter_epoch(0)
+    with contextlib.closing(batches):
+        return evaluate(model, itertools.islice(batches, max_batches) if max_batches else batches, device, **kw)
+
+
 def _broadcast_flag(flag: bool, d: Dist) -> bool:
     if d.world == 1:
         return flag
@@ -200,7 +209,8 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     _write_rank_file(out_dir, d, step, model)
     report = None
     if d.is_main:
-        final = evaluate(model, eval_loader.iter_epoch(0), d.device, keep_predictions=out_dir / "eval_predictions.npz")
+        final = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
+                                 keep_predictions=out_dir / "eval_predictions.npz")
         loader_rate = _loader_rate(loader, min(steps_per_epoch, 50))
         model_rate = _model_inference_rate(model, eval_loader, d.device)
         report = {
@@ -243,9 +253,10 @@ def _save(path: Path, model, opt, state: dict) -> None:
 def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d: Dist) -> bool:
     stop = False
     if d.is_main:
-        ev = evaluate(model, eval_loader.iter_epoch(0), d.device)
+        ev = _evaluate_prefix(model, eval_loader, cfg.train.eval_max_batches, d.device)
         tr = train_metrics.compute()
-        state["curve"].append({"step": step, "eval_ne": ev["ne"], "train_ne": tr["ne"], "eval_auc": ev["auc"]})
+        state["curve"].append({"step": step, "eval_ne": ev["ne"], "train_ne": tr["ne"], "eval_auc": ev["auc"],
+                               "eval_rows": ev["samples"]})
         print(json.dumps({"step": step, "eval_ne": round(ev["ne"], 5), "train_ne": round(tr["ne"], 5),
                           "eval_auc": round(ev["auc"], 4)}), file=sys.stderr, flush=True)
         if state["best_ne"] is None or ev["ne"] < state["best_ne"]:
