@@ -172,7 +172,7 @@ class TrainConfig:
     shuffle_buffer: int = 8192
     eval_every: int = 100
     # The periodic evaluations (the NE curve) score the first N evaluation batches (segments interleaved by
-    # the seeded schedule, the same rows for every policy); 0: all of them.
+    # the seeded schedule: the same rows per segment for every policy of a seed, not the same rows); 0: all.
     eval_max_batches: int = 0
     # The same for the final evaluation (the report's NE, AUC, log loss, inference samples/s); 0: every row.
     final_eval_max_batches: int = 0

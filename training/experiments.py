@@ -408,8 +408,10 @@ def write_markdown(res: dict, path: Path) -> None:
         f"{m['delta_version']}; train days {', '.join(m['train_days'])}, evaluation day(s) "
         f"{', '.join(m['eval_days'])}: the tables score the first {m['eval_rows']:,} of its "
         f"{m['eval_rows_total']:,} examples (`train.final_eval_max_batches` = {m['final_eval_max_batches']}, "
-        "0 = all; batches of both segments interleaved by the seeded schedule, the same rows in every arm of a "
-        "seed).",
+        "0 = all; batches of both segments interleaved by the seeded schedule: the same number of rows per "
+        "segment in every arm of a seed, but not exactly the same rows, since each policy's files order them "
+        f"differently; the evaluation base rate differs between the arms of a seed by up to "
+        f"{m['eval_base_rate_spread_pct']:.2f}% of its value).",
         f"- model {m['variant']} (embed {m['embed_dim']}, {m['num_layers']} PIN layers, orth. rate "
         f"{m['orth_rate']:g}), batch {m['batch_size']}, {m['max_steps']} steps per run "
         f"({m['max_steps'] * m['batch_size']:,} training examples), one process on {m['device']}; seeds "
@@ -582,7 +584,10 @@ def main(argv: list[str] | None = None) -> int:
         "eval_rows_total": sum(f.num_records or 0 for f in live_files(table, version)
                                if f.partition_values.get("policy") == "baseline"
                                and f.partition_values.get("ds") in r0["eval_days"]),
-        "train_wall_s_sum": sum(_wall(runs_dir / r.name) for r in distinct), "forecast_horizon_s": cfg.stats.forecast_horizon_s,
+        "train_wall_s_sum": sum(_wall(runs_dir / r.name) for r in distinct),
+        "eval_base_rate_spread_pct": max(
+            100 * (max(b) - min(b)) / np.mean(b) for b in
+            ([reports[r.name]["eval"]["base_rate"] for a in ARMS for s2, r in arms[a] if s2 == s] for s in seeds)), "forecast_horizon_s": cfg.stats.forecast_horizon_s,
         "noise_rule_se": NOISE_SE, "runs_dir": str(runs_dir.resolve()),
     }
     (out / "experiments.json").write_text(json.dumps(_jsonable(res), indent=1))
