@@ -48,13 +48,10 @@ REPO = os.environ.get("DYNAMIX_HOME", str(Path(__file__).resolve().parent.parent
 STEPS: list[tuple[str, str]] = [
     ("denoise", "jobs/denoise.py"),
     ("user_window_stats", "jobs/user_window_stats.py"),
-    # ---------------------------------------------------------------------------------------------------
-    # QUALITY GATE goes here (being built in dynamix_spark/quality.py): a task that fails the run before
-    # build_ebf when a critical expectation on the day's clean tables / user_window_stats fails, e.g.
-    #     ("quality_gate", "jobs/quality_gate.py"),
-    # The chain below picks it up from this list; tests/test_airflow_dag.py allows it between
-    # user_window_stats and build_ebf.
-    # ---------------------------------------------------------------------------------------------------
+    # No separate quality task: each job gates its own output (write, audit with Great Expectations, then
+    # publish; docs/QUALITY.md), so a failed critical expectation fails that task with nothing published
+    # and the downstream tasks do not run. A day whose raw input is missing or lacks its _SUCCESS marker
+    # fails denoise before any write; the retries (10 min, backoff) then wait for a late landing.
     ("build_ebf", "jobs/build_ebf.py"),
     ("maintenance", "jobs/maintenance.py"),  # OPTIMIZE / VACUUM / catalog registration: always last
 ]
