@@ -86,6 +86,8 @@ def _denoise(spark, cfg: Config, ds: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser("Run the nightly DynamiX pipeline for a day or a backfill range")
     parser.add_argument("--until", type=_date, help="last date of a backfill range (inclusive)")
+    parser.add_argument("--report", help="also write the JSON report to this file (stdout is shared with the "
+                                         "JVM, whose VACUUM prints lines of its own)")
     args, cfg = parse_job_args(parser, argv)
     days = date_range(args.ds, args.until)
     spark = build_spark(f"{cfg.spark.app_name}-nightly", cfg.spark.conf)
@@ -94,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RawInputError, QualityGateError) as e:  # expected failures: one clear line, no stack trace
         print(f"nightly {days[0]}..{days[-1]} failed: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(report, default=str, indent=1))
+    text = json.dumps(report, default=str, indent=1)
+    print(text)
+    if args.report:
+        with open(args.report, "w") as f:
+            f.write(text + "\n")
     return 0
 
 

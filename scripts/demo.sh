@@ -13,7 +13,7 @@ END="$("$PY" -c 'import sys, datetime as d; from dynamix_spark.config import loa
 echo "== generating raw logs $START .. $END"
 "$PY" jobs/generate_logs.py --config "$CONFIG" "$@"
 echo "== nightly pipeline $START .. $END"
-"$PY" jobs/nightly.py --config "$CONFIG" --ds "$START" --until "$END" "$@" > data/nightly_report.json
+"$PY" jobs/nightly.py --config "$CONFIG" --ds "$START" --until "$END" --report data/nightly_report.json "$@" > /dev/null
 "$PY" scripts/summary.py --config "$CONFIG" --report data/nightly_report.json
 echo "== short DynInt training run on ebf_examples (torchrun, ${NPROC:-2} processes, gloo on CPU / NCCL on GPU)"
 OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node="${NPROC:-2}" \

@@ -30,8 +30,10 @@ def main() -> None:
     lake = Path(cfg.paths.lake_root).resolve()
     ds = list(rep["user_window_stats"])[len(rep["user_window_stats"]) // 2]
     print(f"\nDelta tables under {lake}: " + ", ".join(sorted(p.name for p in lake.iterdir() if p.is_dir())))
-    print("Try:\n  bash scripts/spark.sh sql -e \\\n"
-          f"    \"SELECT segment, count(*) FROM delta.\\`{lake}/user_window_stats\\` WHERE ds = '{ds}' GROUP BY segment\"")
+    db = cfg.paths.database
+    query = f"SELECT segment, count(*) FROM {db}.user_window_stats WHERE ds = '{ds}' GROUP BY segment"
+    print(f"Registered in the catalog database {db!r}. Try (one Spark process at a time: embedded Derby):\n"
+          f"  .venv/bin/dynamix sql \"{query}\"\n  bash scripts/spark.sh sql -e \"{query}\"")
 
 
 if __name__ == "__main__":
