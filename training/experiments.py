@@ -299,8 +299,8 @@ def _plt():
 def plot_dwell(d: dict, path: Path, s: int) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    bins = np.linspace(min(d["pos"].min(initial=0), d["neg"].min(initial=0)),
-                       max(d["pos"].max(initial=1), d["neg"].max(initial=1)), 60)
+    both = np.concatenate([d["pos"], d["neg"]])
+    bins = np.linspace(both.min(), both.max(), 60) if both.size else 60
     ax.hist(d["neg"], bins=bins, density=True, alpha=0.55, color="tab:blue",
             label=f"no conversion in [t-60 s, t+{s} s] (n={len(d['neg']):,})")
     ax.hist(d["pos"], bins=bins, density=True, alpha=0.55, color="tab:green",
@@ -435,7 +435,7 @@ def write_markdown(res: dict, path: Path) -> None:
                  f"{fmt(f['active_share_of_corr'], '{:.4f}')} |")
     share = res["arms"]["baseline"]["metrics"]["eval_active_share"]
     L += ["", f"Evaluation examples in the active segment: {fmt(share['mean'], '{:.4f}')} of all "
-          "(the same rows in every arm). Figures: `experiments_corr.png` (|Corr| with epsilon marked), "
+          "(the same count per segment in every arm of a seed). Figures: `experiments_corr.png` (|Corr| with epsilon marked), "
           "`experiments_dwell.png` (Figure 3: ln dwell of impressions with vs. without a conversion in "
           f"[t-60 s, t+{m['forecast_horizon_s']} s]).", ""]
     dw = res["dwell"]
