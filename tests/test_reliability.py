@@ -5,13 +5,13 @@ skips the slow ones):
 - malformed raw input, table-driven: every kind ends in quarantine with a reason, as a counted drop, clean
   (acceptable oddities) or in a clear error naming the file / partition, and raw = clean + quarantined +
   counted drops holds to the row, counted here from the Parquet footers and the written tables;
-- configuration errors fail before any Spark work with the key named, for every job's command line;
-- re-running denoise for a date gives the same row multiset in every table it writes.
+- configuration errors fail before any Spark work with the key named, for every job's command line.
 
 Slow (``bash scripts/test.sh tests/test_reliability.py -m slow``):
 - SIGKILL of a denoise driver (its process group: python and JVM) in the middle of its writes;
 - two dates at once (both commit) and the same date twice at once (one result, never duplicates);
-- re-running user_window_stats and build_ebf for a date gives the same row multiset;
+- re-running denoise (on the malformed day, and with user_window_stats and build_ebf on the generated one)
+  gives the same row multiset in every table written;
 - a training run killed after its first checkpoint resumes and finishes with the uninterrupted step count.
 
 docs/RELIABILITY.md lists every fault and input with its expected outcome and the measured counts.
@@ -453,6 +453,7 @@ def _table_content(spark, lake, table: str, ds: str | None = None) -> Counter:
     return _multiset(df, drop=("run_id",) if table == "quarantine" else ())
 
 
+@pytest.mark.slow  # a second full denoise run (2.5 min on the loaded 2-core machine); CI has test_denoise's re-run
 def test_rerun_denoise_same_row_multiset_every_table(spark, malformed_day):
     """Re-running denoise for the malformed day: every table it writes holds the same row multiset
     (quarantine without its run_id), and run_metrics gets a second set of rows with the same counts."""
