@@ -90,8 +90,26 @@ class RunMetrics:
                 json.dumps(self.params, sort_keys=True, default=str))
 
 
+# Delta's conflicts between two blind appends: only when both create the table (the first commit of an empty
+# folder), e.g. two days of a backfill started at once on a new lake. Retrying appends to the table the other
+# writer created.
+_CREATE_CONFLICTS = ("ProtocolChangedException", "MetadataChangedException", "DELTA_PROTOCOL_CHANGED",
+                     "DELTA_METADATA_CHANGED")
+
+
+def append_with_retry(df: DataFrame, path: str, partition_by: tuple[str, ...] = ("ds",), attempts: int = 3) -> None:
+    """Blind append of ``df`` to the Delta table at ``path``, retried when a concurrent writer created it."""
+    for attempt in range(attempts):
+        try:
+            df.write.format("delta").mode("append").partitionBy(*partition_by).save(path)
+            return
+        except Exception as e:
+            if attempt == attempts - 1 or not any(k in f"{type(e).__name__} {e}" for k in _CREATE_CONFLICTS):
+                raise
+
+
 def append_run_metrics(spark: SparkSession, lake_root: str, metrics: list[RunMetrics]) -> None:
     """Append to ``run_metrics`` (history, never overwritten: a re-run adds rows with a new run_id)."""
     # Rows are built in UTC; the session time zone is UTC, so naive datetimes are read as UTC.
     df = spark.createDataFrame([m.row() for m in metrics], RUN_METRICS)
-    df.write.format("delta").mode("append").partitionBy("ds").save(table_path(lake_root, "run_metrics"))
+    append_with_retry(df, table_path(lake_root, "run_metrics"))

@@ -49,7 +49,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dynamix_spark.config import Config
-from dynamix_spark.delta_io import is_delta, table_path
+from dynamix_spark.delta_io import append_with_retry, is_delta, table_path
 from schemas.expectations import (
     DRIFT_STATS,
     QUALITY_RESULTS,
@@ -595,5 +595,4 @@ def record_results(spark: SparkSession, lake_root: str, results: Sequence[GateRe
     rows = [row for r in results for row in r.rows()]
     if not rows:
         return
-    (spark.createDataFrame(rows, QUALITY_RESULTS).write.format("delta").mode("append").partitionBy("ds")
-     .save(table_path(lake_root, QUALITY_RESULTS_TABLE)))
+    append_with_retry(spark.createDataFrame(rows, QUALITY_RESULTS), table_path(lake_root, QUALITY_RESULTS_TABLE))

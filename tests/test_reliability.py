@@ -642,7 +642,7 @@ def test_concurrent_runs_of_the_same_date_one_result_never_duplicates(spark, ref
     for name, rc in rcs.items():
         if rc != 0:
             assert _concurrent_error(logs[name]), logs[name][-4000:]
-            print(name, "failed with:", [ln for ln in logs[name].splitlines() if "Concurrent" in ln][:1])
+            print(name, "failed with:", [ln[:300] for ln in logs[name].splitlines() if "Exception:" in ln][-1:])
     expected = {t: _partial_ref(spark, ref_lake, t, (TEST_DATES[0], MID_DS)) for t in DENOISE_TABLES}
     for t in DENOISE_TABLES:
         assert _table_content(spark, lake, t) == expected[t], t
