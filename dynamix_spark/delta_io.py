@@ -40,12 +40,15 @@ def overwrite_partition(df: DataFrame, path: str, ds: str, schema: StructType, c
     ``df`` in one commit; return the new version."""
     out = conform(df, schema)
     where = ds_predicate(ds) + (f" AND ({extra_predicate})" if extra_predicate else "")
-    (out.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", where)
-        .option("userMetadata", json.dumps(commit_info, sort_keys=True, default=str))
-        .partitionBy(*partition_by)
-        .save(path))
+    writer = (out.write.format("delta")
+              .mode("overwrite")
+              .option("replaceWhere", where)
+              .option("userMetadata", json.dumps(commit_info, sort_keys=True, default=str))
+              .partitionBy(*partition_by))
+    # The first night: two runs (two dates) may both create the table; the loser's commit fails whole
+    # (nothing of it is visible) and is retried against the table the other created, where disjoint
+    # replaceWhere predicates commit side by side. A same-date conflict still fails (ConcurrentAppend).
+    _retry_create_conflict(lambda: writer.save(path))
     return table_version(df.sparkSession, path)
 
 
@@ -97,15 +100,21 @@ _CREATE_CONFLICTS = ("ProtocolChangedException", "MetadataChangedException", "DE
                      "DELTA_METADATA_CHANGED")
 
 
-def append_with_retry(df: DataFrame, path: str, partition_by: tuple[str, ...] = ("ds",), attempts: int = 3) -> None:
-    """Blind append of ``df`` to the Delta table at ``path``, retried when a concurrent writer created it."""
+def _retry_create_conflict(write, attempts: int = 3) -> None:
+    """Run ``write``; again (up to ``attempts`` in all) when it lost a race to create the table."""
     for attempt in range(attempts):
         try:
-            df.write.format("delta").mode("append").partitionBy(*partition_by).save(path)
+            write()
             return
         except Exception as e:
             if attempt == attempts - 1 or not any(k in f"{type(e).__name__} {e}" for k in _CREATE_CONFLICTS):
                 raise
+
+
+def append_with_retry(df: DataFrame, path: str, partition_by: tuple[str, ...] = ("ds",), attempts: int = 3) -> None:
+    """Blind append of ``df`` to the Delta table at ``path``, retried when a concurrent writer created it."""
+    _retry_create_conflict(lambda: df.write.format("delta").mode("append").partitionBy(*partition_by).save(path),
+                           attempts)
 
 
 def append_run_metrics(spark: SparkSession, lake_root: str, metrics: list[RunMetrics]) -> None:
