@@ -35,6 +35,21 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="module")
+def few_delta_tasks(spark):
+    """Delta reconstructs a snapshot in 50 partitions and VACUUM lists folders with up to 10,000 tasks by
+    default; on the 2-core test machine that is a minute per VACUUM of a 2-file table. Set for one test
+    module (``pytestmark = pytest.mark.usefixtures("few_delta_tasks")``), restored afterwards."""
+    small = {"spark.databricks.delta.snapshotPartitions": "2",
+             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2"}
+    before = {k: spark.conf.get(k, None) for k in small}
+    for k, v in small.items():
+        spark.conf.set(k, v)
+    yield
+    for k, v in before.items():
+        spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+
+
 def tiny_overrides(root: Path) -> list[str]:
     return [
         f"paths.raw_root={root}/raw",

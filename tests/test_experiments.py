@@ -27,11 +27,8 @@ TINY_TRAIN = ["model.hash_buckets=101", "model.embed_dim=8", "model.rank=2", "tr
 
 
 @pytest.fixture(scope="module")
-def result(spark, tmp_path_factory):
+def result(spark, tmp_path_factory, few_delta_tasks):
     root = tmp_path_factory.mktemp("experiments")
-    # the small Delta task counts of the nightly test: minutes of overhead on 2 cores otherwise
-    for k in ("spark.databricks.delta.snapshotPartitions", "spark.sql.sources.parallelPartitionDiscovery.parallelism"):
-        spark.conf.set(k, "2")
     out = root / "docs"
     runs = root / "runs"
     rc = experiments.main(["--config", str(ROOT / "conf" / "local.yaml"), "--seeds", "1", "--out", str(out),

@@ -19,17 +19,7 @@ DATA_TABLES = ("clean_ad_impressions", "clean_conversions", "clean_organic_impre
 RUN_COLUMNS = {"run_id"}  # differ between runs by design
 
 
-@pytest.fixture(scope="module", autouse=True)
-def few_delta_tasks(spark):
-    """Delta's 50-partition snapshot rebuild and 10,000-task VACUUM listing are minutes of overhead on 2 cores."""
-    small = {"spark.databricks.delta.snapshotPartitions": "2",
-             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2"}
-    before = {k: spark.conf.get(k, None) for k in small}
-    for k, v in small.items():
-        spark.conf.set(k, v)
-    yield
-    for k, v in before.items():
-        spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+pytestmark = pytest.mark.usefixtures("few_delta_tasks")
 
 
 @pytest.fixture(scope="module")

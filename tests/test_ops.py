@@ -23,18 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 D1, D2 = "2026-11-01", "2026-11-02"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def few_delta_tasks(spark):
-    """Delta reconstructs a snapshot in 50 partitions and VACUUM lists folders with up to 10,000 tasks by
-    default; on the 2-core test machine that is a minute per VACUUM of a 2-file table. Restored afterwards."""
-    small = {"spark.databricks.delta.snapshotPartitions": "2",
-             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2"}
-    before = {k: spark.conf.get(k, None) for k in small}
-    for k, v in small.items():
-        spark.conf.set(k, v)
-    yield
-    for k, v in before.items():
-        spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+pytestmark = pytest.mark.usefixtures("few_delta_tasks")
 
 
 def _rows(n_users: int, days) -> list[tuple[int, int, str]]:
