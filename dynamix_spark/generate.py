@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dynamix_spark.config import GeneratorConfig
+from dynamix_spark.raw_io import mark_partition_ready
 from schemas.raw import RAW_SCHEMAS
 from schemas.tables import TRUTH_ENGAGEMENT
 
@@ -325,13 +326,6 @@ def generate(spark: SparkSession, cfg: GeneratorConfig) -> dict[str, DataFrame]:
     # Which conversions were logged before their own impression (for tests of the logging delay).
     out["truth_conversions"] = conv.select("event_id", "user_id", "event_ts", "pre_logged")
     return out
-
-
-def mark_partition_ready(spark: SparkSession, path: str, marker: str = "_SUCCESS") -> None:
-    """Write the empty completeness marker (``paths.raw_ready_marker``) into a raw partition folder."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(f"{path}/{marker}")
-    hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(hpath, True).close()
 
 
 def write_raw(spark: SparkSession, cfg: GeneratorConfig, raw_root: str, truth_root: str) -> dict[str, int]:

@@ -33,11 +33,15 @@ def partition_path(raw_root: str, source: str, ds: str) -> str:
     return f"{raw_root.rstrip('/')}/{source}/ds={ds}"
 
 
+def _hadoop(spark: SparkSession, path: str):
+    """(Hadoop FileSystem, Hadoop Path) for ``path``: local folders and object stores alike."""
+    hpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
 def list_parquet_files(spark: SparkSession, path: str) -> list[str]:
     """Data files of a partition folder (hidden and ``_``-prefixed files skipped); error if it is missing."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, hpath = _hadoop(spark, path)
     if not fs.exists(hpath):
         raise RawInputError(f"missing raw input: {path} does not exist")
     files = []
@@ -57,12 +61,17 @@ def check_partition_ready(spark: SparkSession, raw_root: str, source: str, ds: s
     path = partition_path(raw_root, source, ds)
     files = list_parquet_files(spark, path)
     if marker:
-        jvm = spark.sparkContext._jvm
-        hpath = jvm.org.apache.hadoop.fs.Path(f"{path}/{marker}")
-        if not hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hpath):
+        fs, hpath = _hadoop(spark, f"{path}/{marker}")
+        if not fs.exists(hpath):
             raise RawInputError(f"incomplete raw input: {path} has no {marker} marker (the landing job has not "
                                 f"finished the day; paths.raw_ready_marker)")
     return files
+
+
+def mark_partition_ready(spark: SparkSession, path: str, marker: str = "_SUCCESS") -> None:
+    """Write the empty completeness marker (``paths.raw_ready_marker``) into a raw partition folder."""
+    fs, hpath = _hadoop(spark, f"{path}/{marker}")
+    fs.create(hpath, True).close()
 
 
 def _file_schema(spark: SparkSession, file: str) -> StructType:
