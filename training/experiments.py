@@ -296,6 +296,12 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_dwell(d: dict, path: Path, s: int) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -309,9 +315,7 @@ def plot_dwell(d: dict, path: Path, s: int) -> None:
     ax.set_ylabel("density")
     ax.set_title("Log dwell near vs. away from conversions (DynamiX Fig. 3)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_corr(abs_corr: np.ndarray, per_ds: dict, path: Path) -> None:
@@ -325,9 +329,7 @@ def plot_corr(abs_corr: np.ndarray, per_ds: dict, path: Path) -> None:
     ax.set_ylabel("windows")
     ax.set_title("|Corr| distribution; active = |Corr| > epsilon (eq. 9)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_curves(arms: dict, reports: dict, path: Path) -> None:
@@ -347,9 +349,7 @@ def plot_curves(arms: dict, reports: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("eval NE (eq. 10; lower is better)")
     fig.suptitle("NE over training per arm: mean over seeds, band = min..max (DynamiX Fig. 5)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_ablation(abl: dict, path: Path) -> None:
@@ -364,9 +364,7 @@ def plot_ablation(abl: dict, path: Path) -> None:
         ax.set_xticks(range(len(rows)), labels)
         ax.set_title({"variant": "model variant", "depth": "PIN depth (DWP)", "orth_rate": "orth. rate (DWP)"}[g])
     axes[0].set_ylabel("eval NE")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 # ----------------------------------------------------------------------------------------------- report
