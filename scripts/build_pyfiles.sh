@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The library as one zip for spark-submit --py-files: the packages dynamix_spark, schemas and jobs (Python
 # sources only, no __pycache__), byte-for-byte reproducible (sorted entries, fixed timestamps), so the same
-# commit always ships the same file.
+# commit always ships the same file. `scripts/spark.sh submit --py-files .../dynamix_pyfiles.zip` runs this
+# itself when the zip is missing or older than the sources.
 #   bash scripts/build_pyfiles.sh [OUT_DIR]      # default dist/; prints the zip's path
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,7 @@ for pkg in ("dynamix_spark", "schemas", "jobs"):
     for dirpath, dirnames, filenames in os.walk(os.path.join(root, pkg)):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         files += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
-tmp = out + ".tmp"
+tmp = f"{out}.{os.getpid()}.tmp"  # two builds at once (two spark.sh submits) do not share a temporary file
 with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
     for path in sorted(files):
         info = zipfile.ZipInfo(os.path.relpath(path, root), date_time=(1980, 1, 1, 0, 0, 0))

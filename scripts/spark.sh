@@ -4,6 +4,11 @@
 #   bash scripts/spark.sh sql [--profile conf/local.yaml] -e "SELECT ... FROM dynamix.user_window_stats"
 # `sql` also takes the profile's catalog settings (default conf/local.yaml: the Derby metastore under data/),
 # so it sees the tables the jobs registered; a job's own --config sets them for `submit`.
+# `submit` also passes the job profile's launch-time settings (spark.driver.memory as --driver-memory, the
+# other spark.driver.* / spark.executor.* keys as --conf), which the job's SparkSession builder can no longer
+# apply once spark-submit has started the driver JVM; an option given here wins over the profile's. And it
+# builds a --py-files dist/dynamix_pyfiles.zip that is missing or older than the sources
+# (scripts/build_pyfiles.sh). Both in dynamix_spark/submit.py.
 # Run from the repository root: the local profile's paths (data/...) are relative to it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +18,7 @@ export SPARK_HOME="$("$PY" -c 'import os, pyspark; print(os.path.dirname(pyspark
 tool="${1:-}"; shift || true
 case "$tool" in
   submit)
-    args="$("$PY" -m dynamix_spark.session --spark-submit-args)"
+    args="$("$PY" -m dynamix_spark.submit "$@")"
     mapfile -t SPARK_ARGS <<< "$args"
     exec "$SPARK_HOME/bin/spark-submit" "${SPARK_ARGS[@]}" "$@" ;;
   sql)
