@@ -10,17 +10,35 @@ second PySpark and needs a Spark connection configured in Airflow, while ``scrip
 pinned Delta jars and settings; the command Airflow runs is the one an engineer types by hand.
 
 Schedule: a data interval per UTC day, from 02:00 to 02:00 (``CronDataIntervalTimetable``, the same meaning in
-Airflow 2 and 3): the run for ``ds`` = the interval's start date starts at 02:00 the next day, when the day's
-logs are in (denoise tolerates events up to 1 h off their partition). ``catchup=True``: unpausing the DAG,
-or ``airflow backfill create`` / ``airflow dags backfill``, runs every missed day in order;
+Airflow 2 and 3): the scheduled run for day D has the interval [D 02:00, D+1 02:00) and starts at 02:00 on D+1,
+when the day's logs are in (denoise tolerates events up to 1 h off their partition). ``catchup=True``:
+unpausing the DAG, or ``airflow backfill create`` / ``airflow dags backfill``, runs every missed day in order;
 ``max_active_runs=1`` and ``depends_on_past`` keep the days in order (a day's examples use the previous
 day's segments; embedded Derby, the local catalog, admits one JVM at a time).
 
+The day a run processes (``--ds`` of every task) is ``run_ds`` below, a pure function of the run:
+
+- the ``ds`` param, when given: ``airflow dags trigger dynamix_nightly -c '{"ds": "2026-11-02"}'`` (or the
+  ``ds`` field of the UI's trigger form) processes 2026-11-02, whatever the run's dates;
+- a scheduled or backfill run: the start date of its data interval, the completed day D;
+- any other run with a logical date (manual: ``airflow dags test dynamix_nightly 2026-11-02``,
+  ``airflow dags trigger -l 2026-11-02``, the UI's logical date): the UTC date of that logical date, the day
+  named. (Airflow infers a manual run's data interval as the last complete interval *before* the logical
+  date, [10-31 02:00, 11-01 02:00) for 2026-11-02: ``data_interval_start | ds`` would process 2026-10-31.)
+- a run with no logical date (``airflow dags trigger dynamix_nightly`` without ``-l`` or ``ds``): the last
+  day complete when it was triggered (the day a scheduled run at that time would process).
+
+So the one way to run a given day D is to name it: ``airflow dags test dynamix_nightly D`` (no scheduler) or
+``airflow dags trigger dynamix_nightly -c '{"ds": "D"}'`` (through the scheduler), docs/OPERATIONS.md section 6.
+
 Settings, as DAG params (override per run with ``airflow dags trigger -c '{"profile": ...}'``; for scheduled
 runs change the defaults here or set the environment variables of the scheduler):
-``repo`` (``DYNAMIX_HOME``, default: the checkout this file is in), ``profile`` (``DYNAMIX_PROFILE``,
-default ``conf/local.yaml``), ``spark_options`` (``DYNAMIX_SPARK_OPTIONS``, default ``--master local[2]``;
-on YARN e.g. ``--master yarn --deploy-mode client --num-executors 50``), ``py_files``.
+``ds`` (above; default none), ``repo`` (``DYNAMIX_HOME``, default: the checkout this file is in), ``profile``
+(``DYNAMIX_PROFILE``, default ``conf/local.yaml``), ``spark_options`` (``DYNAMIX_SPARK_OPTIONS``, default
+``--master local[2]``; on YARN e.g. ``--master yarn --deploy-mode client --num-executors 50``), ``py_files``.
+The profile's driver and executor resources (``spark.driver.memory`` ...) reach spark-submit through
+``scripts/spark.sh submit``, which also builds ``dist/dynamix_pyfiles.zip`` when it is missing or older than
+the sources, so the DAG runs right after the README's set-up.
 
 This file imports nothing of the project (no PySpark, no ``dynamix_spark``): the scheduler parses it often
 and in its own environment (``.venv-airflow``).
@@ -36,9 +54,10 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.bash import BashOperator
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, Param
 except ImportError:  # Airflow 2
     from airflow import DAG
+    from airflow.models.param import Param
     from airflow.operators.bash import BashOperator
 
 DAG_ID = "dynamix_nightly"
@@ -56,9 +75,50 @@ STEPS: list[tuple[str, str]] = [
     ("maintenance", "jobs/maintenance.py"),  # OPTIMIZE / VACUUM / catalog registration: always last
 ]
 
-# The day a run processes: its data interval's start date (not logical_date, which Airflow 3's default
-# timetable sets to the run time).
-DS = "{{ data_interval_start | ds }}"
+# A day's logs are complete (denoise tolerates events up to 1 h off their partition) this long after its end:
+# the scheduled run for day D starts at D+1 02:00 UTC.
+READY_AFTER = dt.timedelta(hours=2)
+# Run types whose data interval is one of the timetable's (the day D = its start date); every other run
+# (manual, operator- or asset-triggered) takes the day from its logical date.
+INTERVAL_RUN_TYPES = ("scheduled", "backfill")
+
+
+def run_ds(run_type, logical_date, data_interval_start, run_after=None, param_ds=None) -> str:
+    """The day (``YYYY-MM-DD``, UTC) a run processes; see the module docstring. Pure: no Airflow objects needed
+    (``run_type`` may be a ``DagRunType`` or its string value, the dates any aware ``datetime`` or None).
+
+    1. ``param_ds`` (the ``ds`` DAG param), when given;
+    2. a scheduled or backfill run: the start date of its data interval (the completed day);
+    3. another run with a logical date (``airflow dags test <date>``, ``airflow dags trigger -l <date>``, the
+       UI): the UTC date of its logical date, the day named;
+    4. a run with neither (``airflow dags trigger`` with no date): the last day complete at ``run_after``.
+    """
+    if param_ds:
+        try:
+            return dt.date.fromisoformat(str(param_ds)).isoformat()
+        except ValueError:
+            raise ValueError(f"param ds: not a YYYY-MM-DD date: {param_ds!r}") from None
+    kind = str(getattr(run_type, "value", run_type))
+    if kind in INTERVAL_RUN_TYPES and data_interval_start is not None:
+        return _utc_date(data_interval_start).isoformat()
+    if logical_date is not None:
+        return _utc_date(logical_date).isoformat()
+    if run_after is not None:
+        return (_utc_date(run_after - READY_AFTER) - dt.timedelta(days=1)).isoformat()
+    raise ValueError(f"a {kind} run without a data interval, a logical date or run_after: pass the ds param")
+
+
+def _utc_date(t: dt.datetime) -> dt.date:
+    return (t.astimezone(dt.timezone.utc) if t.tzinfo is not None else t).date()
+
+
+def _ds_macro(params, dag_run) -> str:
+    """``{{ dynamix_ds(params, dag_run) }}`` in the task commands: ``run_ds`` of the task's run."""
+    return run_ds(dag_run.run_type, dag_run.logical_date, dag_run.data_interval_start,
+                  getattr(dag_run, "run_after", None), params.get("ds"))
+
+
+DS = "{{ dynamix_ds(params, dag_run) }}"
 
 SUBMIT = ('cd "{{ params.repo }}" &&'
           " bash scripts/spark.sh submit {{ params.spark_options }}"
@@ -76,16 +136,19 @@ default_args = {
 with DAG(
     dag_id=DAG_ID,
     description="DynamiX nightly: denoise, windowed statistics and segments, EBF examples, Delta maintenance",
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(f"0 {READY_AFTER.seconds // 3600} * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=True,
     max_active_runs=1,
     default_args=default_args,
+    user_defined_macros={"dynamix_ds": _ds_macro},
     params={
+        "ds": Param(None, type=["null", "string"], format="date",
+                    description="The day to process (YYYY-MM-DD); empty: the run's own day (see the DAG's doc)."),
         "repo": REPO,
         "profile": os.environ.get("DYNAMIX_PROFILE", "conf/local.yaml"),
         "spark_options": os.environ.get("DYNAMIX_SPARK_OPTIONS", "--master 'local[2]'"),
-        "py_files": "dist/dynamix_pyfiles.zip",  # bash scripts/build_pyfiles.sh, at deploy time
+        "py_files": "dist/dynamix_pyfiles.zip",  # built by scripts/spark.sh submit when missing or stale
     },
     tags=["dynamix", "spark", "delta"],
 ) as dag:

@@ -19,13 +19,14 @@ AIRFLOW_PY = ROOT / ".venv-airflow" / "bin" / "python"
 ORDER = ["denoise", "user_window_stats", "build_ebf", "maintenance"]
 
 PROBE = r"""
-import json, sys
+import json, sys, types
 import pendulum
 try:
     from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.1
 except ImportError:
     from airflow.models.dagbag import DagBag
 from airflow.timetables.base import TimeRestriction
+from airflow.utils.types import DagRunType
 
 dag_folder = sys.argv[1]
 try:
@@ -35,21 +36,92 @@ except TypeError:  # Airflow 3.3 dropped include_examples (examples are off by A
 out = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dag_ids": sorted(bag.dag_ids)}
 dag = bag.dags.get("dynamix_nightly")
 if dag is not None:
-    interval_start = pendulum.datetime(2026, 11, 2, 2, tz="UTC")
+    UTC = pendulum.UTC
+    now = pendulum.now(UTC)
     env = dag.get_template_env()
-    params = {k: dag.params[k] for k in dag.params}
-    first = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
-                                           restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True))
+    defaults = {k: dag.params[k] for k in dag.params}
+    timetable = dag.timetable
+    try:  # what the scheduler and `airflow dags test` use (Airflow 3)
+        from airflow.serialization.encoders import coerce_to_core_timetable
+        timetable = coerce_to_core_timetable(dag.timetable)
+    except ImportError:
+        pass
+
+    def run(run_type, logical_date, data_interval, run_after, **params):
+        return types.SimpleNamespace(run_type=run_type, logical_date=logical_date, run_after=run_after,
+                                     data_interval_start=data_interval.start if data_interval else None,
+                                     data_interval_end=data_interval.end if data_interval else None), params
+
+    cases = {}
+    # Scheduled: the first three runs after start_date, as the scheduler creates them with catchup.
+    last = None
+    for i in range(3):
+        info = timetable.next_dagrun_info(last_automated_data_interval=last,
+                                          restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True))
+        cases[f"scheduled_{i}"] = run(DagRunType.SCHEDULED, info.logical_date, info.data_interval, info.run_after)
+        last = info.data_interval
+    first = cases["scheduled_0"][0]
+    # Backfill: `airflow backfill create --from-date 2026-11-01 --to-date 2026-11-03T02:00:00+00:00` creates one run
+    # per DagRunInfo between the two (airflow.models.backfill._get_info_list).
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+        sdag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    except ImportError:
+        sdag = dag
+    backfill = list(sdag.iter_dagrun_infos_between(pendulum.datetime(2026, 11, 1, tz=UTC),
+                                                   pendulum.datetime(2026, 11, 3, 2, tz=UTC)))
+    for i, info in enumerate(backfill):
+        cases[f"backfill_{i}"] = run(DagRunType.BACKFILL_JOB, info.logical_date, info.data_interval, info.run_after)
+    # Manual, as each entry point creates it (Airflow 3.3):
+    named = pendulum.datetime(2026, 11, 2, tz=UTC)
+    # `airflow dags test dynamix_nightly 2026-11-02`: interval inferred from the logical date (Dag.test).
+    cases["dags_test"] = run(DagRunType.MANUAL, named, timetable.infer_manual_data_interval(run_after=named), now)
+    # `airflow dags trigger -l 2026-11-02`: interval inferred from run_after = now (api/common/trigger_dag.py).
+    cases["cli_trigger_logical_date"] = run(DagRunType.MANUAL, named,
+                                            timetable.infer_manual_data_interval(run_after=now), now)
+    # The UI / REST API with a logical date in the afternoon of the day.
+    afternoon = pendulum.datetime(2026, 11, 2, 15, 30, tz=UTC)
+    cases["ui_trigger"] = run(DagRunType.MANUAL, afternoon,
+                              timetable.infer_manual_data_interval(run_after=afternoon), now)
+    # `airflow dags trigger dynamix_nightly` with no date: no logical date, no data interval.
+    cases["trigger_no_date_morning"] = run(DagRunType.MANUAL, None, None, pendulum.datetime(2026, 11, 3, 10, tz=UTC))
+    cases["trigger_no_date_before_2am"] = run(DagRunType.MANUAL, None, None, pendulum.datetime(2026, 11, 3, 1, tz=UTC))
+    # The ds param wins over every date of the run.
+    cases["trigger_param_ds"] = run(DagRunType.MANUAL, None, None, now, ds="2026-10-15")
+    cases["dags_test_param_ds"] = run(DagRunType.MANUAL, named, timetable.infer_manual_data_interval(run_after=named),
+                                      now, ds="2026-11-03")
+    cases["scheduled_param_ds"] = (first, {"ds": "2026-11-05"})
+
+    def render(t, dag_run, params):
+        return env.from_string(t.bash_command).render(params={**defaults, **params}, dag_run=dag_run)
+
+    macro = dag.user_defined_macros["dynamix_ds"]
+    run_ds = macro.__globals__["run_ds"]
+    try:
+        run_ds("manual", None, None, None, "2026-13-01")
+        bad_param = None
+    except ValueError as e:
+        bad_param = str(e)
+    try:
+        dag.params.validate()
+        params_ok = True
+    except Exception as e:
+        params_ok = str(e)
     out["dag"] = {
         "schedule": dag.timetable.serialize(), "timetable": type(dag.timetable).__name__,
-        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
-        "first_interval": [first.data_interval.start.isoformat(), first.data_interval.end.isoformat(),
+        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "params": defaults,
+        "params_ok": params_ok, "bad_param": bad_param,
+        "first_interval": [first.data_interval_start.isoformat(), first.data_interval_end.isoformat(),
                            first.run_after.isoformat()],
+        "cases": {name: {"logical_date": r.logical_date and r.logical_date.isoformat(),
+                         "interval_start": r.data_interval_start and r.data_interval_start.isoformat(),
+                         "ds": macro({**defaults, **p}, r),
+                         "commands": sorted({render(t, r, p).split("--ds ")[1] for t in dag.tasks})}
+                  for name, (r, p) in cases.items()},
         "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "downstream": sorted(t.downstream_task_ids),
                               "retries": t.retries, "depends_on_past": t.depends_on_past,
                               "operator": type(t).__name__,
-                              "command": env.from_string(t.bash_command).render(
-                                  data_interval_start=interval_start, params=params)}
+                              "command": render(t, cases["scheduled_1"][0], {})}
                   for t in dag.tasks},
     }
 out["project_modules"] = sorted(m for m in sys.modules
@@ -111,6 +183,35 @@ def test_schedule_catchup_retries(probe):
         assert t["retries"] == 2
         assert t["depends_on_past"] is True
         assert t["operator"] == "BashOperator"
+
+
+def test_the_day_processed_is_the_day_named(probe):
+    """``run_ds`` for every way a run is made (the module docstring): scheduled and backfill runs process their
+    interval's day, a manual run the date it names, the ``ds`` param overrides everything."""
+    cases = probe["dag"]["cases"]
+    ds = {name: c["ds"] for name, c in cases.items()}
+    for name, c in cases.items():
+        assert c["commands"] == [c["ds"]], name  # every task of a run gets the same --ds
+    # Scheduled: the run starting at 02:00 on D+1 processes D.
+    assert [ds[f"scheduled_{i}"] for i in range(3)] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert cases["scheduled_1"]["interval_start"] == "2026-11-02T02:00:00+00:00"
+    # Backfill --from-date 2026-11-01 --to-date 2026-11-03T02:00:00+00:00 (docs/OPERATIONS.md): three days.
+    assert sorted(v for k, v in ds.items() if k.startswith("backfill_")) == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    # `airflow dags test dynamix_nightly 2026-11-02`: Airflow infers the interval [10-31 02:00, 11-01 02:00)
+    # (the last complete one before the logical date); the day named is still the day processed.
+    assert cases["dags_test"]["interval_start"] == "2026-10-31T02:00:00+00:00"
+    assert ds["dags_test"] == "2026-11-02"
+    assert ds["cli_trigger_logical_date"] == "2026-11-02"
+    assert ds["ui_trigger"] == "2026-11-02"
+    # No date at all: the last complete day at trigger time (what a scheduled run then would process).
+    assert ds["trigger_no_date_morning"] == "2026-11-02"
+    assert ds["trigger_no_date_before_2am"] == "2026-11-01"
+    # The ds param overrides.
+    assert ds["trigger_param_ds"] == "2026-10-15"
+    assert ds["dags_test_param_ds"] == "2026-11-03"
+    assert ds["scheduled_param_ds"] == "2026-11-05"
+    assert "2026-13-01" in probe["dag"]["bad_param"]
+    assert probe["dag"]["params"]["ds"] is None and probe["dag"]["params_ok"] is True
 
 
 def test_commands_are_the_documented_spark_submit_lines(probe):
