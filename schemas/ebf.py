@@ -25,7 +25,7 @@ Integer encoding (:func:`id_expr` in ``dynamix_spark.ebf`` implements it in Spar
 """
 from __future__ import annotations
 
-from schemas.raw import AD_EBF_ATTRIBUTES
+from schemas.names import AD_EBF_ATTRIBUTES  # no pyspark: the training side imports this module
 
 # Per source: the EBF attributes (paper section 3.3). The ad source has the contract's 11 attributes.
 EBF_SOURCES: dict[str, tuple[str, ...]] = {
@@ -82,21 +82,34 @@ def present_columns(sources: tuple[str, ...], low_importance: tuple[str, ...]) -
     return tuple(c for c in ALL_SEQ_COLUMNS if c in set(cols))
 
 
+def _schema_json() -> dict:
+    """The table's schema in Spark's JSON form (``StructType.jsonValue()``, also Delta's ``schemaString``),
+    spelled without PySpark so that the training side can use it too."""
+    int_array = {"type": "array", "elementType": "integer", "containsNull": True}
+    fields = [("user_id", "long", False), ("event_ts_us", "long", False), ("label", "integer", False),
+              ("segment_window_end_us", "long", True)]
+    fields += [(c, "integer", False) for c in TARGET_COLUMNS]
+    fields += [(c, int_array, True) for c in ALL_SEQ_COLUMNS]
+    fields += [(c, "integer", False) for c in LEN_COLUMNS]
+    fields += [("ds", "string", False), ("policy", "string", False), ("segment", "integer", False)]
+    return {"type": "struct",
+            "fields": [{"name": n, "type": t, "nullable": nullable, "metadata": {}} for n, t, nullable in fields]}
+
+
+EBF_EXAMPLES_JSON: dict = _schema_json()
+EBF_EXAMPLES_COLUMNS: tuple[str, ...] = tuple(f["name"] for f in EBF_EXAMPLES_JSON["fields"])
+
+
 def _spark_schema():
-    from pyspark.sql.types import ArrayType, IntegerType, LongType, StringType, StructField, StructType
+    from pyspark.sql.types import StructType
 
-    fields = [
-        StructField("user_id", LongType(), False),
-        StructField("event_ts_us", LongType(), False),
-        StructField("label", IntegerType(), False),
-        StructField("segment_window_end_us", LongType(), True),
-    ]
-    fields += [StructField(c, IntegerType(), False) for c in TARGET_COLUMNS]
-    fields += [StructField(c, ArrayType(IntegerType()), True) for c in ALL_SEQ_COLUMNS]
-    fields += [StructField(c, IntegerType(), False) for c in LEN_COLUMNS]
-    fields += [StructField("ds", StringType(), False), StructField("policy", StringType(), False),
-               StructField("segment", IntegerType(), False)]
-    return StructType(fields)
+    return StructType.fromJson(EBF_EXAMPLES_JSON)
 
 
-EBF_EXAMPLES = _spark_schema()
+def __getattr__(name: str):
+    """``EBF_EXAMPLES``, the table's Spark ``StructType``, built on first use: the names and constants above
+    import without PySpark (the training environment has none); the Spark side sees the same object."""
+    if name == "EBF_EXAMPLES":
+        schema = globals()["EBF_EXAMPLES"] = _spark_schema()
+        return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from schemas.names import AD_EBF_ATTRIBUTES
+
 
 def _f(name: str, dtype, nullable: bool = True) -> StructField:
     return StructField(name, dtype, nullable)
@@ -69,9 +71,10 @@ RAW_SCHEMAS: dict[str, StructType] = {
 }
 RAW_SOURCES: tuple[str, ...] = tuple(RAW_SCHEMAS)
 
-AD_EBF_ATTRIBUTES: tuple[str, ...] = tuple(
+# Spelled out in schemas/names.py (no Spark there, for the training side); they are the contract's columns.
+assert AD_EBF_ATTRIBUTES == tuple(
     f.name for f in AD_IMPRESSIONS.fields if f.name not in ("event_id", "user_id")
-)
+), AD_EBF_ATTRIBUTES
 assert len(AD_EBF_ATTRIBUTES) == 11, AD_EBF_ATTRIBUTES
 
 # Keys that must be non-null in every source, and sources whose rows need a valid dwell.
