@@ -18,7 +18,7 @@ export SPARK_HOME="$("$PY" -c 'import os, pyspark; print(os.path.dirname(pyspark
 tool="${1:-}"; shift || true
 case "$tool" in
   submit)
-    args="$("$PY" -m dynamix_spark.submit "$@")"
+    args="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m dynamix_spark.submit "$@")"
     mapfile -t SPARK_ARGS <<< "$args"
     exec "$SPARK_HOME/bin/spark-submit" "${SPARK_ARGS[@]}" "$@" ;;
   sql)
