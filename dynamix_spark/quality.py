@@ -181,8 +181,11 @@ def _import_gx() -> tuple[Any, Any]:
     if main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__") \
             and not hasattr(sys, "ps1"):
         # GX imports pyspark.sql.connect, whose dependency check takes a __main__ without __file__
-        # (``python -c``, ``python -``) for a doctest run and calls sys.exit(0) when pyarrow < 18 (pinned
-        # to 14 here): the process would end silently with status 0. A name keeps it on the normal path.
+        # (``python -c``, ``python -``) for a doctest run and calls sys.exit(0) when one of Spark Connect's
+        # client packages is missing: the process would end silently with status 0. pyarrow >= 18 is no
+        # longer what is missing (issue 14), but grpcio, grpcio-status, googleapis-common-protos and
+        # zstandard are (pyspark[connect]; nothing here uses Spark Connect), measured with pyspark 4.2.0:
+        # "Skipping doctests: No module named 'grpc'". A name keeps it on the normal path.
         main.__file__ = "<dynamix_spark.quality>"
     import great_expectations as gx
     import great_expectations.expectations as gxe

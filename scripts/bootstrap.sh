@@ -1,34 +1,46 @@
 #!/usr/bin/env bash
-# One-time set-up, idempotent: a virtual environment with the pinned packages and the pinned Delta jars
-# resolved from Maven Central into .cache/jars. A stamp makes a second run a no-op that takes a second.
+# One-time set-up, idempotent: the two sides of the deployment in their own virtual environments, each with
+# its pinned packages, and the pinned Delta jars resolved from Maven Central into .cache/jars:
+#   .venv        the Spark side (requirements.lock): PySpark, delta-spark, GX, pyarrow >= 18, numpy 2
+#   .venv-train  the training side (requirements-train.lock): torch, Petastorm, pyarrow 14, numpy 1.x, no PySpark
+#   .venv-airflow the scheduler (requirements-airflow.lock)
+# The project is installed editable (--no-deps) in .venv and .venv-train. A stamp per environment (the hash of
+# its lock file and pyproject.toml) makes a second run a no-op that takes a second; when a lock file changes,
+# its environment is rebuilt from scratch (venv --clear), so it holds exactly what the lock file says.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-VENV="$ROOT/.venv"
-STAMP="$VENV/.dynamix-stamp"
-want_stamp="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 
 log() { echo "[bootstrap] $*" >&2; }
+
+pick_python() {  # $1: an explicit interpreter (may be empty)
+  if [ -n "${1:-}" ]; then echo "$1"; return; fi
+  for cand in python3.11 python3.12 python3; do
+    if command -v "$cand" >/dev/null 2>&1; then echo "$cand"; return; fi
+  done
+  echo "python3"
+}
+
+# fresh_venv DIR: a new (or emptied) virtual environment with a current pip.
+fresh_venv() {
+  local py; py="$(pick_python "${PYTHON:-}")"
+  log "creating virtual environment $1 with $py"
+  "$py" -m venv --clear "$1"
+  "$1/bin/python" -m pip install -q --upgrade pip >&2
+}
 
 if ! command -v java >/dev/null 2>&1; then
   log "no java on PATH: installing OpenJDK 17 (Spark needs a JVM)"
   (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) >&2
 fi
 
-if [ ! -x "$VENV/bin/python" ]; then
-  PY="${PYTHON:-}"
-  if [ -z "$PY" ]; then
-    for cand in python3.11 python3.12 python3; do
-      if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
-    done
-  fi
-  log "creating virtual environment with $PY"
-  "$PY" -m venv "$VENV"
-fi
-
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_stamp" ]; then
-  log "installing pinned packages (requirements.lock); this takes a few minutes once"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+# ---- the Spark side: .venv (top-level pins, pip resolves the rest)
+VENV="$ROOT/.venv"
+STAMP="$VENV/.dynamix-stamp"
+want_stamp="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_stamp" ]; then
+  fresh_venv "$VENV"
+  log "installing the Spark side's pinned packages into .venv (requirements.lock); a few minutes once"
   "$VENV/bin/python" -m pip install -q -r requirements.lock >&2
   "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >&2
   echo "$want_stamp" > "$STAMP"
@@ -40,21 +52,34 @@ if [ "$(cat .cache/jars/COORDINATE 2>/dev/null || true)" != "$want_coord" ]; the
   "$VENV/bin/python" scripts/fetch_delta_jars.py >&2
 fi
 
+# ---- the training side: .venv-train. requirements-train.lock is a full freeze installed with --no-deps:
+# Petastorm declares a dependency on pyspark (which it needs only to write datasets, never to read them), and
+# this environment must not have one, so pip resolves nothing here and the file is the whole environment.
+TVENV="$ROOT/.venv-train"
+TSTAMP="$TVENV/.dynamix-stamp"
+t_want="$(cat requirements-train.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$TVENV/bin/python" ] || [ "$(cat "$TSTAMP" 2>/dev/null || true)" != "$t_want" ]; then
+  fresh_venv "$TVENV"
+  log "installing the training side's pinned packages into .venv-train (requirements-train.lock); a few minutes once"
+  "$TVENV/bin/python" -m pip install -q --no-deps -r requirements-train.lock >&2
+  "$TVENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >&2
+  if "$TVENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pyspark") is not None)'; then
+    echo "$t_want" > "$TSTAMP"
+  else
+    log "ERROR: pyspark ended up in .venv-train; requirements-train.lock must not list it"; exit 1
+  fi
+fi
+
 # Airflow, for the DAG in dags/ and its test, in its own environment: its pins (SQLAlchemy, pendulum, ...)
-# are not ours, and nothing of the project is installed there (the DAG only shells out to spark-submit).
+# are not ours, and nothing of the project is installed there (the DAG only shells out to the two sides).
 # requirements-airflow.lock is a full freeze, so pip resolves nothing. Time-bounded; a failure here does
-# not stop the set-up of the main environment: tests/test_airflow_dag.py then fails and says why.
+# not stop the set-up of the other environments: tests/test_airflow_dag.py then fails and says why.
 # DYNAMIX_SKIP_AIRFLOW=1 skips it (that test then skips).
 AF_VENV="$ROOT/.venv-airflow"
 AF_STAMP="$AF_VENV/.dynamix-stamp"
 af_want="$(sha256sum requirements-airflow.lock | cut -d' ' -f1)"
 if [ "${DYNAMIX_SKIP_AIRFLOW:-0}" != "1" ] && [ "$(cat "$AF_STAMP" 2>/dev/null || true)" != "$af_want" ]; then
-  AF_PY="${AIRFLOW_PYTHON:-}"
-  if [ -z "$AF_PY" ]; then
-    for cand in python3.11 python3.12 python3; do
-      if command -v "$cand" >/dev/null 2>&1; then AF_PY="$cand"; break; fi
-    done
-  fi
+  AF_PY="$(pick_python "${AIRFLOW_PYTHON:-}")"
   log "installing Airflow into .venv-airflow (requirements-airflow.lock); a few minutes once"
   t0=$SECONDS
   if { [ -x "$AF_VENV/bin/python" ] || "$AF_PY" -m venv "$AF_VENV"; } \
