@@ -1,5 +1,9 @@
 """One session-scoped SparkSession (local[2], UTC, few shuffle partitions, UI off, Delta on) and one
-small generated dataset that the pipeline runs over once for the tests that read its outputs."""
+small generated dataset that the pipeline runs over once for the tests that read its outputs.
+
+Imported in both environments: the Spark side's (.venv) and the training side's (.venv-train, no PySpark),
+so nothing here imports pyspark before a Spark fixture is used. Training-side tests get Spark-written data
+from ``tests/seam_spark.py`` run with the Spark side's Python (``SPARK_PYTHON``)."""
 from __future__ import annotations
 
 import os
@@ -12,25 +16,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dynamix_spark.config import load_config  # noqa: E402
-from dynamix_spark.session import build_spark  # noqa: E402
 
 TEST_DATES = ("2026-11-01", "2026-11-02", "2026-11-03")
 MID_DS = TEST_DATES[1]  # has both neighbours
+# The test session's Spark settings; tests/seam_spark.py (the training side's Spark) uses the same.
+TEST_SPARK_CONF = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "4g",
+    "spark.sql.adaptive.enabled": "true",
+}
+# What few_delta_tasks sets (see there).
+FEW_DELTA_TASKS_CONF = {"spark.databricks.delta.snapshotPartitions": "2",
+                        "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2"}
 
 
 @pytest.fixture(scope="session")
 def spark():
-    session = build_spark(
-        "dynamix-tests",
-        {
-            "spark.sql.shuffle.partitions": "4",
-            "spark.default.parallelism": "4",
-            "spark.ui.enabled": "false",
-            "spark.driver.memory": "4g",
-            "spark.sql.adaptive.enabled": "true",
-        },
-        master="local[2]",
-    )
+    from dynamix_spark.session import build_spark
+
+    session = build_spark("dynamix-tests", TEST_SPARK_CONF, master="local[2]")
     yield session
     session.stop()
 
@@ -40,8 +46,7 @@ def few_delta_tasks(spark):
     """Delta reconstructs a snapshot in 50 partitions and VACUUM lists folders with up to 10,000 tasks by
     default; on the 2-core test machine that is a minute per VACUUM of a 2-file table. Set for one test
     module (``pytestmark = pytest.mark.usefixtures("few_delta_tasks")``), restored afterwards."""
-    small = {"spark.databricks.delta.snapshotPartitions": "2",
-             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2"}
+    small = FEW_DELTA_TASKS_CONF
     before = {k: spark.conf.get(k, None) for k in small}
     for k, v in small.items():
         spark.conf.set(k, v)

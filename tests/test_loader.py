@@ -9,8 +9,10 @@ columns are null; organic/page are null everywhere), written with delta-spark:
 - v3: ``replaceWhere ds = D2`` with set C, 8 rows per segment: A's D2 files stay in the folder, removed in
   the log after the checkpoint.
 
-Expected rows are the Python rows the test wrote; row counts, steps and leftovers are worked out by hand in
-the comments.
+Expected rows are the Python rows the test wrote (``tests/seam_data.py``); row counts, steps and leftovers
+are worked out by hand in the comments. This is a training-side test (no PySpark in its environment): the
+table is written, and ``inputFiles()`` asked, by delta-spark in the Spark environment through
+``tests/seam_spark.py``.
 """
 from __future__ import annotations
 
@@ -23,84 +25,48 @@ import pytest
 import torch
 
 from dynamix_spark.config import EbfConfig
-from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, TARGET_COLUMNS, seq_col
+from schemas.ebf import EBF_SOURCES, TARGET_COLUMNS, seq_col
+from seam_data import BASELINE, D1, D2, N, POLICY, REMOVED, SET_A, SET_C, SPECIAL
+from seam_spark import spark_steps
 from training.delta_snapshot import DeltaLogError, UnsupportedDeltaFeature, latest_version, load_snapshot
 from training.loader import EbfLoader, column_to_numpy, plan_shards, stride_phase
 
-D1, D2 = "2026-11-01", "2026-11-02"
-POLICY = "remove_passive"
-N = 4  # sequence length of every source in this table
 EBF = EbfConfig(seq_len={"ad": N, "organic": N, "page": N})
-REMOVED = {seq_col("ad", a) for a in ("surface", "media_type", "position", "device_type")}
-# The hand-written row: segment 1 of D1 in set A.
-SPECIAL = dict(user_id=424242, event_ts_us=1_793_577_600_123_456, label=1, ad_seq_ad_id=[9, 8, 7, 0],
-               ad_seq_dwell_ms=[3, 2, 1, 0], ad_seq_position=[12, 11, 10, 0], ad_len=3, tgt_ad_id=55, tgt_hour=24)
-
-
-def _row(k: int, ds: str, segment: int, policy: str = POLICY) -> dict:
-    """Row number k: every value a function of k, sequence of length k % 5 padded with 0."""
-    length = min(k % 5, N)
-    r = {"user_id": k, "event_ts_us": 1_000_000 * k + 7, "label": k % 2, "segment_window_end_us": None,
-         "ds": ds, "policy": policy, "segment": segment}
-    for i, c in enumerate(TARGET_COLUMNS):
-        r[c] = 100 * k + i
-    for src, attrs in EBF_SOURCES.items():
-        r[f"{src}_len"] = length if src == "ad" else 0
-        for j, a in enumerate(attrs):
-            c = seq_col(src, a)
-            if src != "ad" or (segment == 0 and policy == POLICY and c in REMOVED):
-                r[c] = None
-            else:
-                r[c] = [1000 * k + 10 * j + p + 1 for p in range(length)] + [0] * (N - length)
-    return r
-
-
-def _set(first_k: int, per_partition: int, days: tuple[str, ...]) -> list[dict]:
-    rows, k = [], first_k
-    for ds in days:
-        for seg in (0, 1):
-            for _ in range(per_partition):
-                rows.append(_row(k, ds, seg))
-                k += 1
-    return rows
-
-
-SET_A = _set(1, 10, (D1, D2))
-SET_A[10] = {**SET_A[10], **SPECIAL}  # SET_A[10] is the first row of (D1, segment 1)
-BASELINE = [_row(900 + i, D1, 0, "baseline") for i in range(3)]
-SET_C = _set(201, 8, (D2,))
 
 
 def _key(r: dict) -> tuple[int, int, int]:
     return (r["user_id"], r["event_ts_us"], r["label"])
 
 
-def _write(spark, rows: list[dict], path: str, mode: str = "append", where: str | None = None) -> None:
-    names = [f.name for f in EBF_EXAMPLES.fields]
-    df = spark.createDataFrame([tuple(r[n] for n in names) for r in rows], EBF_EXAMPLES).coalesce(1)
-    w = df.write.format("delta").mode(mode).partitionBy("ds", "policy", "segment")
-    if where:
-        w = w.option("replaceWhere", where)
-    w.save(path)
+def _write(rows: list[dict], path: str, mode: str = "append", where: str | None = None) -> dict:
+    return {"op": "write_ebf", "rows": rows, "path": path, "mode": mode, "where": where, "coalesce": 1}
 
 
 @pytest.fixture(scope="module")
-def table(spark, tmp_path_factory):
+def seam(tmp_path_factory):
+    """The table written by delta-spark (in the Spark environment), and its inputFiles() at v0 and v3."""
     path = str(tmp_path_factory.mktemp("ebf") / "ebf_examples")
-    _write(spark, SET_A + BASELINE, path)
+    steps = [_write(SET_A + BASELINE, path)]
     for interval in (1, 100):
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '{interval}', "
-                  "'delta.checkpoint.writeStatsAsStruct' = 'false')")
-    _write(spark, SET_C, path, mode="overwrite", where=f"ds = '{D2}'")
-    return path
+        steps.append({"op": "sql", "query": f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
+                      f"('delta.checkpointInterval' = '{interval}', 'delta.checkpoint.writeStatsAsStruct' = 'false')"})
+    steps.append(_write(SET_C, path, mode="overwrite", where=f"ds = '{D2}'"))
+    steps += [{"op": "input_files", "path": path, "version": v} for v in (0, 3)]
+    out = spark_steps(steps)
+    return path, {0: out[-2], 3: out[-1]}
 
 
-def _spark_files(spark, path: str, version: int) -> set[str]:
-    files = spark.read.format("delta").option("versionAsOf", version).load(path).inputFiles()
+@pytest.fixture(scope="module")
+def table(seam):
+    return seam[0]
+
+
+def _spark_files(seam, version: int) -> set[str]:
+    files = seam[1][version]
     return {os.path.normpath(unquote(urlparse(f).path)) for f in files}
 
 
-def test_snapshot_matches_delta_spark(spark, table):
+def test_snapshot_matches_delta_spark(seam, table):
     assert latest_version(table) == 3
     assert os.path.exists(os.path.join(table, "_delta_log", "00000000000000000001.checkpoint.parquet"))
     on_disk = {os.path.join(d, f) for d, _, fs in os.walk(table) if "_delta_log" not in d
@@ -109,7 +75,7 @@ def test_snapshot_matches_delta_spark(spark, table):
     for v in (0, 3):
         snap = load_snapshot(table, v)
         mine = {f.path for f in snap.files}
-        assert mine == _spark_files(spark, table, v), v
+        assert mine == _spark_files(seam, v), v
         assert snap.checkpoint_version == expected_checkpoint[v]
     # v3 dropped A's D2 files (segments 0 and 1 of remove_passive): they are still in the folder
     removed = {f.path for f in load_snapshot(table, 0).files} - {f.path for f in load_snapshot(table, 3).files}
@@ -123,6 +89,21 @@ def test_snapshot_matches_delta_spark(spark, table):
     assert sum(f.num_records for f in snap3.files if f.partition_values["segment"] == "1") == 18
     with pytest.raises(DeltaLogError, match="does not exist"):
         load_snapshot(table, 4)
+
+
+def test_snapshot_matches_deltalake_when_installed(seam, table):
+    """delta-rs (the optional ``deltalake`` package, not in requirements-train.lock; README "Training")
+    agrees with delta-spark's file list and with the log replay's record counts, where it is installed."""
+    deltalake = pytest.importorskip("deltalake")
+    for v in (0, 3):
+        dt = deltalake.DeltaTable(table, version=v)
+        uris = {os.path.normpath(unquote(urlparse(u).path)) if "://" in u else os.path.normpath(u)
+                for u in dt.file_uris()}
+        assert uris == _spark_files(seam, v), v
+        adds = dt.get_add_actions(flatten=True)
+        records = dict(zip(adds.column("path").to_pylist(), adds.column("num_records").to_pylist()))
+        snap = load_snapshot(table, v)
+        assert sum(records.values()) == sum(f.num_records for f in snap.files), v
 
 
 def _write_log(root, actions: list[dict]) -> str:

@@ -12,7 +12,8 @@ Slow (``bash scripts/test.sh tests/test_reliability.py -m slow``):
 - two dates at once (both commit) and the same date twice at once (one result, never duplicates);
 - re-running denoise (on the malformed day, and with user_window_stats and build_ebf on the generated one)
   gives the same row multiset in every table written;
-- a training run killed after its first checkpoint resumes and finishes with the uninterrupted step count.
+- a training run killed after its first checkpoint resumes and finishes with the uninterrupted step count
+  (``tests/test_train.py::test_training_sigkill_resumes_to_same_steps``: it runs in the training environment).
 
 docs/RELIABILITY.md lists every fault and input with its expected outcome and the measured counts.
 """
@@ -652,47 +653,4 @@ def test_concurrent_runs_of_the_same_date_one_result_never_duplicates(spark, ref
             assert _table_content(spark, lake, t) == expected[t], t
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Training killed mid-epoch resumes from its last checkpoint
-# ---------------------------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_training_sigkill_resumes_to_same_steps(spark, tmp_path):
-    import torch
-
-    from schemas.ebf import EBF_EXAMPLES
-    from test_train import _overrides, _rows
-
-    rows = _rows()
-    path = str(tmp_path / "ebf_examples")
-    (spark.createDataFrame([tuple(r[f.name] for f in EBF_EXAMPLES.fields) for r in rows], EBF_EXAMPLES)
-     .repartition(2).write.format("delta").partitionBy("ds", "policy", "segment").save(path))
-    steps = 24
-    args = ["--config", str(LOCAL), *_overrides(tmp_path, **{"train.max_steps": steps})]
-    train_py = str(ROOT / "training" / "train.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    res = subprocess.run([sys.executable, train_py, "--out", str(full), *args], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-4000:]
-    p = _popen([sys.executable, train_py, "--out", str(killed), *args], tmp_path / "train-killed.log")
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and p.poll() is None and not (killed / "checkpoint.pt").exists():
-            time.sleep(0.02)
-    finally:
-        _kill_group(p)
-    assert (killed / "checkpoint.pt").exists(), (tmp_path / "train-killed.log").read_text()[-3000:]
-    assert not (killed / "report.json").exists()  # killed before the end
-    saved = torch.load(killed / "checkpoint.pt", map_location="cpu", weights_only=False)["state"]["step"]
-    assert 0 < saved < steps
-    res = subprocess.run([sys.executable, train_py, "--out", str(killed), "--resume", *args], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-4000:]
-    a = json.loads((full / "rank_0.json").read_text())
-    b = json.loads((killed / "rank_0.json").read_text())
-    assert a["steps"] == b["steps"] == steps
-    assert b["param_sum"] == pytest.approx(a["param_sum"], rel=1e-9, abs=1e-9)
-    curves = [[c["step"] for c in json.loads((d / "report.json").read_text())["curve"]] for d in (full, killed)]
-    assert curves[0] == curves[1]  # the evaluations before the kill survive in the resumed run's report
-    print(f"training killed after checkpoint at step {saved}, resumed to {b['steps']}")
+# The training kill / resume test is in tests/test_train.py (the training environment: torch, no PySpark).

@@ -1,56 +1,38 @@
 """Training end to end from a real Delta table written here: 2-process DDP with gloo (torchrun), NE against
-numpy, and resume from a checkpoint giving the same parameters as an uninterrupted run."""
+numpy, and resume from a checkpoint giving the same parameters as an uninterrupted run.
+
+A training-side test (no PySpark in its environment): the table is written by delta-spark in the Spark
+environment (``tests/seam_spark.py``), from the rows of ``tests/seam_data.py``."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import ROOT
-from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, TARGET_COLUMNS, seq_col
-
-DAYS = ("2026-11-01", "2026-11-02")
-N = 4
-ROWS_PER_PARTITION = 320
+from seam_data import ROWS_PER_PARTITION, TRAIN_DAYS as DAYS, TRAIN_N as N, train_rows as _rows  # noqa: F401
+from seam_spark import spark_steps
 
 
-def _rows():
-    """Baseline-policy rows; the label is a function of the target category (learnable), 25% positive."""
-    rng = np.random.default_rng(3)
-    out = []
-    for ds in DAYS:
-        for seg in (0, 1):
-            for i in range(ROWS_PER_PARTITION):
-                cat = int(rng.integers(1, 41))
-                r = {"user_id": int(rng.integers(1, 500)), "event_ts_us": int(1_793_500_000_000_000 + i),
-                     "label": int(cat % 4 == 0), "segment_window_end_us": None, "ds": ds, "policy": "baseline",
-                     "segment": seg}
-                for c in TARGET_COLUMNS:
-                    r[c] = int(rng.integers(1, 50))
-                r["tgt_category_id"] = cat
-                length = int(rng.integers(0, N + 1))
-                for src, attrs in EBF_SOURCES.items():
-                    r[f"{src}_len"] = length if src == "ad" else 0
-                    for a in attrs:
-                        r[seq_col(src, a)] = ([int(x) for x in rng.integers(1, 99, length)] + [0] * (N - length)
-                                              if src == "ad" else None)
-                out.append(r)
-    return out
+def write_ebf_table(rows: list[dict], path: str) -> None:
+    """The rows as a Delta table written by delta-spark (in the Spark environment: tests/seam_spark.py)."""
+    spark_steps([{"op": "write_ebf", "rows": rows, "path": path, "repartition": 2}])
 
 
 @pytest.fixture(scope="module")
-def ebf_table(spark, tmp_path_factory):
+def ebf_table(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     path = str(root / "ebf_examples")
     rows = _rows()
-    (spark.createDataFrame([tuple(r[f.name] for f in EBF_EXAMPLES.fields) for r in rows], EBF_EXAMPLES)
-     .repartition(2).write.format("delta").partitionBy("ds", "policy", "segment").save(path))
+    write_ebf_table(rows, path)
     return root, path, rows
 
 
@@ -135,3 +117,60 @@ def test_learns_the_planted_signal(ebf_table):
                                "train.eval_every": 20})])
     rep = json.loads((out / "report.json").read_text())
     assert rep["eval"]["ne"] < 0.9  # a constant predictor at the base rate has NE 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training killed mid-epoch resumes from its last checkpoint (issue 9; docs/RELIABILITY.md). Here rather than
+# in tests/test_reliability.py, which is a Spark-side file: this one runs in the training environment.
+# ---------------------------------------------------------------------------------------------------------
+
+def _popen(cmd: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_training_sigkill_resumes_to_same_steps(tmp_path):
+    import torch
+
+    rows = _rows()
+    path = str(tmp_path / "ebf_examples")
+    write_ebf_table(rows, path)
+    steps = 24
+    args = ["--config", str(ROOT / "conf" / "local.yaml"), *_overrides(tmp_path, **{"train.max_steps": steps})]
+    train_py = str(ROOT / "training" / "train.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    res = subprocess.run([sys.executable, train_py, "--out", str(full), *args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    p = _popen([sys.executable, train_py, "--out", str(killed), *args], tmp_path / "train-killed.log")
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and p.poll() is None and not (killed / "checkpoint.pt").exists():
+            time.sleep(0.02)
+    finally:
+        _kill_group(p)
+    assert (killed / "checkpoint.pt").exists(), (tmp_path / "train-killed.log").read_text()[-3000:]
+    assert not (killed / "report.json").exists()  # killed before the end
+    saved = torch.load(killed / "checkpoint.pt", map_location="cpu", weights_only=False)["state"]["step"]
+    assert 0 < saved < steps
+    res = subprocess.run([sys.executable, train_py, "--out", str(killed), "--resume", *args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    a = json.loads((full / "rank_0.json").read_text())
+    b = json.loads((killed / "rank_0.json").read_text())
+    assert a["steps"] == b["steps"] == steps
+    assert b["param_sum"] == pytest.approx(a["param_sum"], rel=1e-9, abs=1e-9)
+    curves = [[c["step"] for c in json.loads((d / "report.json").read_text())["curve"]] for d in (full, killed)]
+    assert curves[0] == curves[1]  # the evaluations before the kill survive in the resumed run's report
+    print(f"training killed after checkpoint at step {saved}, resumed to {b['steps']}")
