@@ -24,7 +24,9 @@ Prints one JSON object: the knobs, ``snapshot_s`` (Delta log replay + planning),
 timed epochs (batches x batch size / wall time), ``first_batch_s`` and, with ``--stock``,
 ``stock_samples_per_s``.
 
-    .venv/bin/python bench/bench_loader.py --rows 200000 --batch-size 1024 --workers 2 --stock
+    .venv-train/bin/python bench/bench_loader.py --rows 200000 --batch-size 1024 --workers 2 --stock
+
+(the training side's environment: Petastorm, torch, no PySpark)
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows:
     import pyarrow.parquet as pq
 
     from dynamix_spark.config import EbfConfig
-    from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, LEN_COLUMNS, TARGET_COLUMNS, seq_col
+    from schemas.ebf import EBF_EXAMPLES_COLUMNS, EBF_EXAMPLES_JSON, EBF_SOURCES, LEN_COLUMNS, TARGET_COLUMNS, seq_col
     from training.loader import segment_columns
 
     path = DATA / f"n{rows}_{policy}_L{seq_len}_f{files}_rg{row_group_rows}"
@@ -59,7 +61,7 @@ def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows:
         return path
     ebf = EbfConfig(seq_len={s: seq_len for s in EBF_SOURCES})
     rng = np.random.default_rng(seed)
-    data_fields = [f for f in EBF_EXAMPLES.fields if f.name not in ("ds", "policy", "segment")]
+    data_fields = [c for c in EBF_EXAMPLES_COLUMNS if c not in ("ds", "policy", "segment")]
     adds = []
     for segment in (0, 1):
         present = set(segment_columns(ebf, policy, segment))
@@ -87,7 +89,7 @@ def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows:
                         cols[c] = pa.nulls(n, pa.list_(pa.int32()))
             for c in LEN_COLUMNS:
                 cols[c] = pa.array(lengths)
-            table = pa.table({fl.name: cols[fl.name] for fl in data_fields})
+            table = pa.table({name: cols[name] for name in data_fields})
             rel = f"ds={DS}/policy={policy}/segment={segment}/part-{f:05d}-{uuid.uuid4()}.c000.snappy.parquet"
             (path / rel).parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path / rel, row_group_size=row_group_rows, compression="snappy")
@@ -95,7 +97,7 @@ def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows:
                                  "size": (path / rel).stat().st_size, "modificationTime": 0, "dataChange": True,
                                  "stats": json.dumps({"numRecords": n})}})
     meta = {"metaData": {"id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
-                         "schemaString": EBF_EXAMPLES.json(), "partitionColumns": ["ds", "policy", "segment"],
+                         "schemaString": json.dumps(EBF_EXAMPLES_JSON), "partitionColumns": ["ds", "policy", "segment"],
                          "configuration": {}, "createdTime": 0}}
     log = path / "_delta_log"
     log.mkdir(parents=True, exist_ok=True)

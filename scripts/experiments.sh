@@ -6,6 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/bootstrap.sh
-PY="$ROOT/.venv/bin/python"
-export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
-exec "$PY" -m training.experiments --config "${CONFIG:-conf/local.yaml}" "$@"
+# The command runs in the training environment (.venv-train); it calls the pipeline's job commands in the Spark
+# side's environment (.venv) as subprocesses when the lake has to be built (training/spark_side.py).
+SPARK_PY="$ROOT/.venv/bin/python"
+export PYSPARK_PYTHON="$SPARK_PY" PYSPARK_DRIVER_PYTHON="$SPARK_PY" DYNAMIX_SPARK_PYTHON="$SPARK_PY"
+exec "$ROOT/.venv-train/bin/python" -m training.experiments --config "${CONFIG:-conf/local.yaml}" "$@"

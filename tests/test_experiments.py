@@ -4,7 +4,11 @@ finite and is the value found in (or computed here from) the runs' own report.js
 
 The whole command (generation, the nightly pipeline for 3 days x 5 policies, 14 training runs) takes several
 minutes on 2 cores, so those tests are marked slow (``bash scripts/test.sh tests/test_experiments.py -m slow``);
-the fast version below runs the same command with the data and training replaced by fixed run reports."""
+the fast version below runs the same command with the data and training replaced by fixed run reports.
+
+A training-side test (no PySpark in its environment): the command runs the pipeline through the Spark side's
+job commands in the Spark environment, and the lake statistics are recomputed here with Spark SQL there
+(``tests/seam_spark.py``)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TEST_DATES, tiny_overrides
+from conftest import FEW_DELTA_TASKS_CONF, ROOT, TEST_DATES, TEST_SPARK_CONF, tiny_overrides
+from seam_spark import spark_steps
 from training import experiments
 
 ARMS = ("baseline", "remove_passive", "remove_active", "boost_all", "boost_active")
@@ -27,13 +32,15 @@ TINY_TRAIN = ["model.hash_buckets=101", "model.embed_dim=8", "model.rank=2", "tr
 
 
 @pytest.fixture(scope="module")
-def result(spark, tmp_path_factory, few_delta_tasks):
+def result(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
     out = root / "docs"
     runs = root / "runs"
+    # the pipeline's Spark (a job process in the Spark environment) with the test session's settings
+    spark_conf = json.dumps({**TEST_SPARK_CONF, **FEW_DELTA_TASKS_CONF})
     rc = experiments.main(["--config", str(ROOT / "conf" / "local.yaml"), "--seeds", "1", "--out", str(out),
                            "--runs-dir", str(runs), *tiny_overrides(root), *TINY_TRAIN,
-                           f"quality.docs_dir={root}/quality_docs"])
+                           f"quality.docs_dir={root}/quality_docs", f"spark.conf={spark_conf}"])
     assert rc == 0
     res = json.loads((out / "experiments.json").read_text())
     return out, runs, res
@@ -142,22 +149,26 @@ def test_ablation_numbers_come_from_the_runs(result):
 
 
 @pytest.mark.slow
-def test_segments_and_dwell_come_from_the_lake(result, spark):
+def test_segments_and_dwell_come_from_the_lake(result):
     """Epsilon and active share per ds, and the Figure 3 counts, recomputed here with Spark SQL."""
     _, _, res = result
     lake = res["meta"]["lake_root"]
-    for r in spark.sql(f"SELECT ds, first(epsilon) AS eps, avg(CAST(segment >= 1 AS INT)) AS share, count(*) AS n "
-                       f"FROM delta.`{lake}/user_window_stats` GROUP BY ds").collect():
+    cfg_b, cfg_s = 60, 300
+    per_ds, _, _, pos, total = spark_steps([
+        {"op": "sql", "query": f"SELECT ds, first(epsilon) AS eps, avg(CAST(segment >= 1 AS INT)) AS share, "
+                               f"count(*) AS n FROM delta.`{lake}/user_window_stats` GROUP BY ds"},
+        {"op": "sql", "query": f"CREATE TEMPORARY VIEW exp_i AS SELECT * FROM delta.`{lake}/clean_ad_impressions`"},
+        {"op": "sql", "query": f"CREATE TEMPORARY VIEW exp_c AS SELECT * FROM delta.`{lake}/clean_conversions`"},
+        {"op": "sql", "query": f"""SELECT count(*) AS n, avg(ln(i.dwell_ms)) AS m FROM exp_i i WHERE EXISTS (
+        SELECT 1 FROM exp_c c WHERE c.user_id = i.user_id
+        AND c.event_ts BETWEEN i.event_ts - INTERVAL {cfg_b} SECONDS AND i.event_ts + INTERVAL {cfg_s} SECONDS)"""},
+        {"op": "sql", "query": "SELECT count(*) AS n FROM exp_i"},
+    ])
+    for r in per_ds:
         f = res["segments"]["per_ds"][r["ds"]]
         assert f["epsilon"] == pytest.approx(r["eps"]) and f["windows"] == r["n"]
         assert f["active_share"] == pytest.approx(r["share"])
-    cfg_b, cfg_s = 60, 300
-    spark.read.format("delta").load(f"{lake}/clean_ad_impressions").createOrReplaceTempView("exp_i")
-    spark.read.format("delta").load(f"{lake}/clean_conversions").createOrReplaceTempView("exp_c")
-    pos = spark.sql(f"""SELECT count(*) AS n, avg(ln(i.dwell_ms)) AS m FROM exp_i i WHERE EXISTS (
-        SELECT 1 FROM exp_c c WHERE c.user_id = i.user_id
-        AND c.event_ts BETWEEN i.event_ts - INTERVAL {cfg_b} SECONDS AND i.event_ts + INTERVAL {cfg_s} SECONDS)""").first()
-    total = spark.sql("SELECT count(*) AS n FROM exp_i").first()["n"]
+    pos, total = pos[0], total[0]["n"]
     d = res["dwell"]
     assert d["pos_n"] == pos["n"] and d["pos_n"] + d["neg_n"] == total
     assert d["pos_mean"] == pytest.approx(pos["m"], rel=1e-9)

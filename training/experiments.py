@@ -1,7 +1,11 @@
 """The DynamiX experiments (Tables 2 and 3, Figures 3 and 5) and a DynInt ablation, by one command.
 
     bash scripts/experiments.sh [--seeds 3] [--raw-root PATH] [--out docs] [KEY=VALUE ...]
-    .venv/bin/python -m training.experiments --config conf/local.yaml [same flags]
+    .venv-train/bin/python -m training.experiments --config conf/local.yaml [same flags]
+
+It runs in the training environment (.venv-train: torch, Petastorm, no PySpark); the data preparation calls
+the Spark side's job commands in its own environment (.venv) as subprocesses, and the lake statistics of the
+report are read JVM-free (``training/delta_snapshot`` and pyarrow).
 
 1. Data. Default: the lake at ``paths.lake_root``; if its ``ebf_examples`` is missing, the default dataset is
    generated (``generator.*``, unless raw data is already there) and the nightly pipeline runs over its days.
@@ -44,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
+from training.spark_side import SparkJobError, run_job  # noqa: E402
 
 TABLE2 = ("baseline", "remove_passive", "remove_active")
 TABLE3 = ("baseline", "boost_all", "boost_active")
@@ -100,28 +105,29 @@ def raw_days(raw_root: str) -> list[str]:
 
 
 def prepare_lake(cfg: Config, generate: bool, log) -> dict:
-    """Generate (if asked and missing) and run the nightly pipeline when ``ebf_examples`` is missing."""
+    """Generate (if asked and missing) and run the nightly pipeline when ``ebf_examples`` is missing.
+
+    Both are the Spark side's documented commands (``jobs/generate_logs.py``, ``jobs/nightly.py --ds FIRST
+    --until LAST``), run in the Spark environment as subprocesses (``training/spark_side.py``): this
+    environment has no PySpark."""
     lake = Path(cfg.paths.lake_root)
     info: dict[str, Any] = {"raw_root": cfg.paths.raw_root, "lake_root": cfg.paths.lake_root,
                             "generated": False, "pipeline_days": []}
     if _has_table(lake / "ebf_examples"):
         return info
-    from dynamix_spark.session import build_spark
-    from jobs import nightly
-
-    spark = build_spark(f"{cfg.spark.app_name}-experiments", cfg.spark.conf)
     if generate and not raw_days(cfg.paths.raw_root):
-        from dynamix_spark.generate import write_raw
-
         log(f"generating the default dataset into {cfg.paths.raw_root}")
-        write_raw(spark, cfg.generator, cfg.paths.raw_root, cfg.paths.truth_root)
+        run_job("generate_logs", cfg, log=log)
         info["generated"] = True
     days = raw_days(cfg.paths.raw_root)
     if not days:
         raise SystemExit(f"no raw partitions under {cfg.paths.raw_root}/ad_impressions")
     log(f"nightly pipeline {days[0]} .. {days[-1]} into {lake}")
     t0 = time.perf_counter()
-    nightly.run(spark, cfg, days)
+    try:
+        run_job("nightly", cfg, ["--ds", days[0], "--until", days[-1]], log=log)
+    except SparkJobError as e:
+        raise SystemExit(f"the nightly pipeline failed: {e}")
     info["pipeline_days"], info["pipeline_seconds"] = days, time.perf_counter() - t0
     return info
 
