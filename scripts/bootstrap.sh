@@ -4,9 +4,10 @@
 #   .venv        the Spark side (requirements.lock): PySpark, delta-spark, GX, pyarrow >= 18, numpy 2
 #   .venv-train  the training side (requirements-train.lock): torch, Petastorm, pyarrow 14, numpy 1.x, no PySpark
 #   .venv-airflow the scheduler (requirements-airflow.lock)
-# The project is installed editable (--no-deps) in .venv and .venv-train. A stamp per environment (the hash of
-# its lock file and pyproject.toml) makes a second run a no-op that takes a second; when a lock file changes,
-# its environment is rebuilt from scratch (venv --clear), so it holds exactly what the lock file says.
+# The project is installed editable (--no-deps) in .venv and .venv-train. Stamps per environment make a second
+# run a no-op that takes a second: when its lock file changes, an environment is rebuilt from scratch (venv
+# --clear), so it holds exactly what the lock file says; when only pyproject.toml changes, the editable
+# install is redone.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -34,17 +35,29 @@ if ! command -v java >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) >&2
 fi
 
+# setup_env DIR LOCK PIP_ARGS...: DIR holds exactly LOCK's packages (installed with PIP_ARGS) and this project
+# (editable, --no-deps). Stamps: DIR/.dynamix-stamp (LOCK's hash), DIR/.dynamix-project (pyproject.toml's).
+setup_env() {
+  local dir="$1" lock="$2"; shift 2
+  local want_lock want_proj
+  want_lock="$(sha256sum "$lock" | cut -d' ' -f1)"
+  want_proj="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$dir/.dynamix-stamp" 2>/dev/null || true)" != "$want_lock" ]; then
+    fresh_venv "$dir"
+    log "installing $lock into $(basename "$dir"); a few minutes once"
+    "$dir/bin/python" -m pip install -q "$@" -r "$lock" >&2
+    rm -f "$dir/.dynamix-project"
+    echo "$want_lock" > "$dir/.dynamix-stamp"
+  fi
+  if [ "$(cat "$dir/.dynamix-project" 2>/dev/null || true)" != "$want_proj" ]; then
+    "$dir/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >&2
+    echo "$want_proj" > "$dir/.dynamix-project"
+  fi
+}
+
 # ---- the Spark side: .venv (top-level pins, pip resolves the rest)
 VENV="$ROOT/.venv"
-STAMP="$VENV/.dynamix-stamp"
-want_stamp="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_stamp" ]; then
-  fresh_venv "$VENV"
-  log "installing the Spark side's pinned packages into .venv (requirements.lock); a few minutes once"
-  "$VENV/bin/python" -m pip install -q -r requirements.lock >&2
-  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >&2
-  echo "$want_stamp" > "$STAMP"
-fi
+setup_env "$VENV" requirements.lock
 
 want_coord="$("$VENV/bin/python" scripts/fetch_delta_jars.py --print-coordinate)"
 if [ "$(cat .cache/jars/COORDINATE 2>/dev/null || true)" != "$want_coord" ]; then
@@ -56,18 +69,10 @@ fi
 # Petastorm declares a dependency on pyspark (which it needs only to write datasets, never to read them), and
 # this environment must not have one, so pip resolves nothing here and the file is the whole environment.
 TVENV="$ROOT/.venv-train"
-TSTAMP="$TVENV/.dynamix-stamp"
-t_want="$(cat requirements-train.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ ! -x "$TVENV/bin/python" ] || [ "$(cat "$TSTAMP" 2>/dev/null || true)" != "$t_want" ]; then
-  fresh_venv "$TVENV"
-  log "installing the training side's pinned packages into .venv-train (requirements-train.lock); a few minutes once"
-  "$TVENV/bin/python" -m pip install -q --no-deps -r requirements-train.lock >&2
-  "$TVENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . >&2
-  if "$TVENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pyspark") is not None)'; then
-    echo "$t_want" > "$TSTAMP"
-  else
-    log "ERROR: pyspark ended up in .venv-train; requirements-train.lock must not list it"; exit 1
-  fi
+setup_env "$TVENV" requirements-train.lock --no-deps
+if ! "$TVENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pyspark") is not None)'; then
+  rm -f "$TVENV/.dynamix-stamp"
+  log "ERROR: pyspark ended up in .venv-train; requirements-train.lock must not list it"; exit 1
 fi
 
 # Airflow, for the DAG in dags/ and its test, in its own environment: its pins (SQLAlchemy, pendulum, ...)
