@@ -85,14 +85,15 @@ def run(spark, cfg: Config, ds: str) -> dict:
     path = table_path(cfg.paths.lake_root, "ebf_examples")
     n_queries = inp["queries"].count()
     # Write, audit, publish: one example per clean ad impression and policy, checked before the commit.
-    staged = conform(out, EBF_EXAMPLES).persist(StorageLevel.MEMORY_AND_DISK)
+    # Only ``examples`` (one copy) is cached: every policy is a projection of it (null columns), so the
+    # staged union is recomputed from the cache by the gate and the write, never materialised 5 times.
+    staged = conform(out, EBF_EXAMPLES)
     result = gate(spark, staged, "ebf_examples", ds, cfg, job=JOB, run_id=run_id, record=False,
                   expected_rows=n_queries * len(policies))
     record_results(spark, cfg.paths.lake_root, [result])
     version = publish_or_fail(result, lambda: overwrite_partition(
         staged, path, ds, EBF_EXAMPLES, info, partition_by=("ds", "policy", "segment"),
         extra_predicate=f"policy IN ({in_list})"))
-    staged.unpersist()
     summary = examples.agg(F.count("*").alias("examples"), F.sum("label").alias("positives"),
                            F.avg("ad_len").alias("mean_ad_len")).first().asDict()
     seg_counts = {str(r["segment"]): r["count"] for r in examples.groupBy("segment").count().collect()}
