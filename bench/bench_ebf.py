@@ -6,8 +6,19 @@ events), 0.75 N organic and 0.15 N page impressions, 0.05 N conversions attribut
 ``user_segments`` for every user and 6 h window. Then ``jobs.build_ebf.run`` runs in a fresh process
 (local[2], 10 GB driver) for the given policies; wall time and peak RSS of the process tree are recorded.
 
-    .venv/bin/python bench/bench_ebf.py --sizes 1000000 3000000 --policies baseline
-    .venv/bin/python bench/bench_ebf.py --sizes 1000000 --policies baseline remove_passive remove_active boost_all boost_active
+Beside it, in the same run and on the same lake (``--methods``, each in a fresh process):
+- ``sort_floor``: the build's input rows (the day's queries, the lookback's events of the 3 sources, the
+  segments and conversions, all their columns) shuffled by user and sorted by (user, time), written to the
+  ``noop`` sink: the least any one-shuffle, one-sort Spark build can cost;
+- ``build`` / ``reference_build``: the sequence build alone into the ``noop`` sink (no gate, no write),
+  the vectorised one and the previous Spark-window one (kept in tests/ebf_reference.py);
+- ``duckdb``: the same point-in-time sequences in plain DuckDB SQL (2 threads) over the tables' Parquet
+  files: an ASOF join to each source's last event before t, an equi-join on per-user row numbers
+  (last_rn - j for j < N) and list aggregation, plus the as-of segment, with the plain (unhashed) numeric
+  attributes and the age in seconds: what a user with one machine would write.
+
+    .venv/bin/python bench/bench_ebf.py --sizes 1000000 10000000 --methods dynamix sort_floor duckdb
+    .venv/bin/python bench/bench_ebf.py --sizes 1000000 --methods dynamix --policies baseline remove_passive remove_active boost_all boost_active
 """
 from __future__ import annotations
 
@@ -99,15 +110,122 @@ def run_one(lake: Path, policies: list[str]) -> dict:
             "bytes_per_example": {p: round(b / rep["examples"], 1) for p, b in sorted(size.items())}}
 
 
+def run_sort_floor(lake: Path, policies: list[str]) -> dict:
+    from pyspark.sql import functions as F
+
+    from dynamix_spark.config import load_config
+    from dynamix_spark.session import build_spark
+    from jobs.build_ebf import read_inputs
+
+    cfg = load_config(ROOT / "conf" / "local.yaml", [f"paths.lake_root={lake}", "ebf.lookback_days=1", "spark.conf={}"])
+    spark = build_spark("bench-ebf-sort-floor", SPARK_CONF, master="local[2]")
+    spark.range(1).count()
+    t0 = time.perf_counter()
+    inp = read_inputs(spark, cfg, DAYS[1])
+    frames = [inp["queries"], *inp["events"].values(), inp["conversions"],
+              inp["segments"].withColumnRenamed("window_end", "event_ts")]
+    u = frames[0]
+    for f in frames[1:]:
+        u = u.unionByName(f, allowMissingColumns=True)
+    u.repartition("user_id").sortWithinPartitions("user_id", "event_ts").write.format("noop").mode("overwrite").save()
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "examples": inp["queries"].count()}
+
+
+def run_duckdb(lake: Path, policies: list[str], n_seq: int = 16) -> dict:
+    import duckdb
+
+    from training.delta_snapshot import live_files
+
+    def files(table: str, days: tuple[str, ...]) -> str:
+        fs = [f.path for f in live_files(str(lake / table)) if f.partition_values.get("ds") in days]
+        return "[" + ", ".join(f"'{p}'" for p in fs) + "]"
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    day = DAYS[1]
+    srcs = {"ad": ("clean_ad_impressions", ["ad_id", "campaign_id", "advertiser_id", "category_id", "position", "dwell_ms"]),
+            "organic": ("clean_organic_impressions", ["content_id", "position", "dwell_ms"]),
+            "page": ("clean_page_impressions", ["page_id"])}
+    t0 = time.perf_counter()
+    con.execute(f"""CREATE TEMP TABLE q AS SELECT user_id, event_id, epoch_us(event_ts) AS t, ad_id, campaign_id
+                    FROM read_parquet({files('clean_ad_impressions', DAYS)}) WHERE CAST(event_ts AS DATE) = DATE '{day}'""")
+    parts = []
+    for s, (table, attrs) in srcs.items():
+        cols = ", ".join(attrs)
+        con.execute(f"""CREATE TEMP TABLE e_{s} AS SELECT user_id, epoch_us(event_ts) AS ts, {cols},
+                        row_number() OVER (PARTITION BY user_id ORDER BY event_ts, event_id) AS rn
+                        FROM read_parquet({files(table, DAYS)}) WHERE event_ts < TIMESTAMP '{day}' + INTERVAL 1 DAY""")
+        lists = ", ".join(f"list(e.{a} ORDER BY e.rn DESC) AS {s}_{a}" for a in attrs)
+        parts.append(f"""{s} AS (
+          SELECT qa.event_id, {lists}, list((qa.t - e.ts) // 1000000 ORDER BY e.rn DESC) AS {s}_age, count(e.rn) AS {s}_len
+          FROM (SELECT q.event_id, q.user_id, q.t, e.rn AS last_rn FROM q ASOF LEFT JOIN e_{s} e
+                ON q.user_id = e.user_id AND q.t > e.ts) qa
+          CROSS JOIN range({n_seq}) AS j(j)
+          LEFT JOIN e_{s} e ON e.user_id = qa.user_id AND e.rn = qa.last_rn - j.j
+          GROUP BY qa.event_id)""")
+    con.execute(f"""CREATE TEMP TABLE seg AS SELECT user_id, epoch_us(window_end) AS te, segment
+                    FROM read_parquet({files('user_segments', DAYS)})""")
+    con.execute(f"""COPY (
+      WITH {", ".join(parts)},
+      sg AS (SELECT q.event_id, s.segment, s.te FROM q ASOF LEFT JOIN seg s ON q.user_id = s.user_id AND q.t >= s.te)
+      SELECT q.user_id, q.t, q.ad_id, q.campaign_id, sg.segment, sg.te, ad.*, organic.*, page.*
+      FROM q JOIN ad USING (event_id) JOIN organic USING (event_id) JOIN page USING (event_id) JOIN sg USING (event_id)
+    ) TO '{DATA}/out_duckdb.parquet' (FORMAT parquet)""")
+    wall = time.perf_counter() - t0
+    n = con.execute(f"SELECT count(*) FROM '{DATA}/out_duckdb.parquet'").fetchone()[0]
+    return {"wall_s": wall, "examples": int(n)}
+
+
+def _build_noop(lake: Path, build) -> dict:
+    from dynamix_spark.config import load_config
+    from dynamix_spark.session import build_spark
+    from jobs.build_ebf import read_inputs
+
+    cfg = load_config(ROOT / "conf" / "local.yaml", [f"paths.lake_root={lake}", "ebf.lookback_days=1", "spark.conf={}"])
+    spark = build_spark("bench-ebf-build", SPARK_CONF, master="local[2]")
+    spark.range(1).count()
+    t0 = time.perf_counter()
+    inp = read_inputs(spark, cfg, DAYS[1])
+    ex = build(inp["queries"], inp["events"], inp["segments"], inp["conversions"], cfg.stats, cfg.ebf,
+               cfg.segmentation.null_corr_segment)
+    ex.write.format("noop").mode("overwrite").save()
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "examples": inp["queries"].count()}
+
+
+def run_build(lake: Path, policies: list[str]) -> dict:
+    """The sequence build alone (``dynamix_spark.ebf.build_examples``) into the ``noop`` sink: no gate, no write."""
+    from dynamix_spark.ebf import build_examples
+
+    return _build_noop(lake, build_examples)
+
+
+def run_reference_build(lake: Path, policies: list[str]) -> dict:
+    """The previous Spark-window build (tests/ebf_reference.py, the equivalence oracle) the same way."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ebf_reference import build_examples
+
+    return _build_noop(lake, build_examples)
+
+
+METHODS = {"dynamix": run_one, "build": run_build, "reference_build": run_reference_build,
+           "sort_floor": run_sort_floor, "duckdb": run_duckdb}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
-        print(json.dumps(run_one(Path(sys.argv[2]), sys.argv[3].split(","))))
+        method, lake, policies = sys.argv[2], Path(sys.argv[3]), sys.argv[4].split(",")
+        print(json.dumps(METHODS[method](lake, policies)))
         return
     from bench_stats import measure_cmd
 
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     p.add_argument("--policies", nargs="+", default=["baseline"])
+    p.add_argument("--methods", nargs="+", default=["dynamix"], choices=sorted(METHODS))
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--out", default=str(ROOT / "bench" / "results_ebf.json"))
     args = p.parse_args()
@@ -115,13 +233,16 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.exists() else []
     for n in args.sizes:
         lake = make_lake(n)
-        r = measure_cmd([sys.executable, __file__, "--one", str(lake), ",".join(args.policies)], args.timeout)
-        r.update({"n_impressions": n, "policies": args.policies})
-        if r.get("wall_s"):
-            r["examples_per_s"] = round(r["examples"] * len(args.policies) / r["wall_s"])
-        print(json.dumps(r), flush=True)
-        results.append(r)
-        out.write_text(json.dumps(results, indent=1))
+        for method in args.methods:
+            pol = args.policies if method == "dynamix" else ["baseline"]
+            r = measure_cmd([sys.executable, __file__, "--one", method, str(lake), ",".join(pol)], args.timeout)
+            r.update({"method": method, "n_impressions": n, "policies": pol,
+                      "at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_avg": os.getloadavg()[0]})
+            if r.get("wall_s"):
+                r["examples_per_s"] = round(r["examples"] * len(pol) / r["wall_s"])
+            print(json.dumps(r), flush=True)
+            results.append(r)
+            out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,22 +53,32 @@ def test_age_buckets_equal_sparks_expression(spark):
     assert [int(1 + np.searchsorted(thr, x * US, side="right")) for x in (0.5, 1, 59, 2 ** 41)] == [1, 2, 6, 41]
 
 
+@pytest.fixture(scope="module")
+def reference_day(spark, tiny_cfg, tiny_pipeline):
+    """The previous build of the generated middle day, computed once (cached) for the comparisons."""
+    args = _inputs(spark, tiny_cfg, MID_DS)
+    old = ebf_reference.build_examples(*args).persist()
+    yield args, old
+    old.unpersist()
+
+
 @pytest.mark.parametrize("batch_rows", [None, 37])
-def test_equals_previous_build_on_generated_day(spark, tiny_cfg, tiny_pipeline, batch_rows):
+def test_equals_previous_build_on_generated_day(spark, reference_day, batch_rows):
     """Every example of the generated middle day, every column, with Arrow batches of the default size and
     of 37 rows (a user's history then spans many batches)."""
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     before = spark.conf.get(key)
     if batch_rows:
         spark.conf.set(key, str(batch_rows))
+    args, old = reference_day
     try:
-        args = _inputs(spark, tiny_cfg, MID_DS)
-        n = _assert_same_rows(ebf.build_examples(*args), ebf_reference.build_examples(*args))
+        n = _assert_same_rows(ebf.build_examples(*args), old)
     finally:
         spark.conf.set(key, before)
     assert n > 1000
 
 
+@pytest.mark.slow
 def test_equals_previous_build_with_long_sequences(spark, tiny_cfg, tiny_pipeline):
     """Sequences longer than most users' histories (padding) and a source left out (zeros, length 0)."""
     cfg = replace(tiny_cfg, ebf=replace(tiny_cfg.ebf, seq_len={"ad": 64, "organic": 3, "page": 40}))
@@ -89,7 +99,7 @@ def test_equals_previous_build_on_demo_day(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_day")
     cfg = load_config(ROOT / "conf" / "local.yaml", [
         f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", f"paths.truth_root={root}/truth",
-        "spark.conf={}", "quality.docs_dir=null"])
+        "spark.conf={}"])
     write_raw(spark, cfg.generator, cfg.paths.raw_root, cfg.paths.truth_root)
     days = [(dt.date.fromisoformat(cfg.generator.start_date) + dt.timedelta(days=k)).isoformat()
             for k in range(cfg.generator.days)]
