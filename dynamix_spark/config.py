@@ -158,6 +158,9 @@ class ModelConfig:
     orth_rate: float = 1e-4  # eqs. 11-12
     hash_buckets: int = 100_003  # rows of each id embedding table (ids are taken mod this)
     pooling: Literal["mean", "attention"] = "mean"
+    # Per-row L2 on the embeddings a batch looks up (targets and the valid sequence positions): this rate
+    # times the batch mean of their summed squares is added to the loss. Off by default (docs/TRAINING.md).
+    embed_l2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,11 @@ class TrainConfig:
     final_eval_max_batches: int = 0
     checkpoint_every: int = 200
     early_stopping_patience: int = 3
+    # The sanity baseline beside DynInt in every report (training/baseline.py): a logistic regression on the
+    # target features, fitted on the rows DynInt trained on (at most logreg_max_rows) with this L2.
+    logreg_baseline: bool = True
+    logreg_l2: float = 1e-4
+    logreg_max_rows: int = 2_000_000
     out_dir: str = "data/runs"
 
 
@@ -306,11 +314,14 @@ def _check_ranges(c: Config) -> None:
         need(getattr(m, name) >= 1, f"model.{name}", "must be >= 1")
     need(m.embed_dim % m.subspaces == 0, "model.subspaces", f"must divide model.embed_dim ({m.embed_dim})")
     need(m.orth_rate >= 0, "model.orth_rate", "must be >= 0")
+    need(m.embed_l2 >= 0, "model.embed_l2", "must be >= 0")
     t = c.train
     need(t.policy in e.policies, "train.policy", f"not defined in ebf.policies: {t.policy!r}")
     for name in ("batch_size", "epochs", "eval_every", "checkpoint_every", "early_stopping_patience"):
         need(getattr(t, name) >= 1, f"train.{name}", "must be >= 1")
     need(t.lr > 0, "train.lr", "must be > 0")
+    need(t.logreg_l2 > 0, "train.logreg_l2", "must be > 0 (it makes the optimum unique)")
+    need(t.logreg_max_rows >= 1, "train.logreg_max_rows", "must be >= 1")
     need(t.eval_max_batches >= 0, "train.eval_max_batches", "must be >= 0")
     need(t.final_eval_max_batches >= 0, "train.final_eval_max_batches", "must be >= 0")
     need(t.max_steps >= 0 and t.workers >= 1 and t.shuffle_buffer >= 0, "train.max_steps",

@@ -61,6 +61,12 @@ TRAIN_N = 4
 ROWS_PER_PARTITION = 320
 
 
+def flipped_eval_rows() -> list[dict]:
+    """train_rows() with the labels of the evaluation day (the last) flipped: what the model learns on the
+    training day makes evaluation NE rise after its first evaluations (tests/test_train.py, issue 16)."""
+    return [{**r, "label": 1 - r["label"]} if r["ds"] == TRAIN_DAYS[-1] else r for r in train_rows()]
+
+
 def train_rows() -> list[dict]:
     """Baseline-policy rows; the label is a function of the target category (learnable), 25% positive."""
     rng = np.random.default_rng(3)

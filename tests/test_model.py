@@ -79,6 +79,26 @@ def test_field_embedding_matches_hand_pooling_and_zero_absent_fields():
             torch.testing.assert_close(x0[r, i].detach(), want, atol=1e-7, rtol=1e-6)
 
 
+def test_embed_l2_is_the_mean_squared_norm_of_the_looked_up_rows_by_hand():
+    """model.embed_l2: rate x (1/B) x sum over examples of the squared norms of the rows the example looked
+    up: every target row, and sequence rows at positions < length (padding is not looked up for pooling)."""
+    rate = 0.3
+    model = DynIntModel(replace(SMALL, embed_l2=rate, orth_rate=0.0))
+    batch = make_batch(6, AD_ONLY)
+    model(batch)
+    want = 0.0
+    for r in range(6):
+        for c in TARGET_COLUMNS:
+            want += float(model.embedding.tables[c].weight.detach()[int(batch.targets[c][r]) % 97].pow(2).sum())
+        for c in AD_ONLY:
+            for j in range(int(batch.lengths["ad"][r])):
+                want += float(model.embedding.tables[c].weight.detach()[int(batch.seqs[c][r, j]) % 97].pow(2).sum())
+    assert float(model.regularization()) == pytest.approx(rate * want / 6, rel=1e-5)
+    off = DynIntModel(replace(SMALL, orth_rate=0.0))  # embed_l2 = 0 by default: nothing added
+    off(batch)
+    assert float(off.regularization()) == 0.0
+
+
 def test_ids_are_taken_mod_hash_buckets():
     emb = FieldEmbedding(embed_dim=4, hash_buckets=97, pooling="mean")
     batch = make_batch(4, AD_ONLY)

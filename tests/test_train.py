@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from seam_data import ROWS_PER_PARTITION, TRAIN_DAYS as DAYS, TRAIN_N as N, train_rows as _rows  # noqa: F401
+from seam_data import ROWS_PER_PARTITION, TRAIN_DAYS as DAYS, TRAIN_N as N, flipped_eval_rows  # noqa: F401
+from seam_data import train_rows as _rows
 from seam_spark import spark_steps
 
 
@@ -117,6 +118,60 @@ def test_learns_the_planted_signal(ebf_table):
                                "train.eval_every": 20})])
     rep = json.loads((out / "report.json").read_text())
     assert rep["eval"]["ne"] < 0.9  # a constant predictor at the base rate has NE 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 16: the report is of the best evaluated model, epochs are flagged, a logistic-regression baseline.
+# ---------------------------------------------------------------------------------------------------------
+
+def test_report_is_of_the_best_model_with_the_last_beside_it_and_a_logreg_baseline(tmp_path_factory):
+    """Evaluation labels flipped: the more the model learns the training day, the worse its evaluation NE,
+    so the curve's minimum comes early and the last model is worse. Three epochs of 20 steps."""
+    from test_baseline import newton_logreg, one_hot
+
+    from schemas.ebf import TARGET_COLUMNS
+
+    root = tmp_path_factory.mktemp("train_flip")
+    rows = flipped_eval_rows()
+    write_ebf_table(rows, str(root / "ebf_examples"))
+    out = root / "run"
+    res = _run(["--config", str(ROOT / "conf" / "local.yaml"), "--out", str(out),
+                *_overrides(root, **{"train.epochs": 3, "train.logreg_l2": 0.01})])
+    rep = json.loads((out / "report.json").read_text())
+    steps_per_epoch = 2 * ROWS_PER_PARTITION // 32  # both segments of the training day, batches of 32
+    assert rep["steps_per_epoch"] == steps_per_epoch == 20 and rep["steps"] == 60
+    assert rep["epoch_boundaries"] == [20, 40]
+    assert "one-epoch phenomenon" in res.stderr and "[20, 40]" in res.stderr
+    curve = rep["curve"]
+    assert [c["step"] for c in curve] == list(range(4, 61, 4))
+    nes = [c["eval_ne"] for c in curve]
+    best = int(np.argmin(nes))
+    assert nes[-1] > nes[best]  # the fixture does what it says: the last model is worse than the best
+    assert rep["best_step"] == curve[best]["step"]
+    # the reported model is the best one: its final evaluation (every row, as the curve's) equals the minimum
+    assert rep["eval"]["ne"] == pytest.approx(nes[best], rel=1e-6)
+    assert rep["last"]["step"] == 60 and rep["last"]["eval"]["ne"] == pytest.approx(nes[-1], rel=1e-6)
+    pred = np.load(out / "eval_predictions.npz")  # the predictions kept are the reported model's
+    assert rep["eval"]["ne"] == pytest.approx(_ne(pred["label"], pred["p"]), rel=1e-6)
+    import torch
+
+    best_pt = torch.load(out / "best.pt", weights_only=False)
+    assert best_pt["step"] == rep["best_step"]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["state"]["step"] == 60  # --resume: the last state
+    summary = (out / "summary.md").read_text()
+    assert f"best evaluated model (step {rep['best_step']})" in summary and "last model (step 60)" in summary
+    # the baseline: fitted on the rows of the first epoch (every training-day row), scored on the evaluation
+    # rows; against an independent Newton fit of the same objective on a dense one-hot design
+    lr = rep["logreg_baseline"]
+    train = [r for r in rows if r["ds"] == DAYS[0]]
+    ev = [r for r in rows if r["ds"] == DAYS[1]]
+    assert lr["train_rows"] == len(train) and lr["n"] == len(ev)
+    ids = lambda rs: np.array([[r[c] for c in TARGET_COLUMNS] for r in rs])  # noqa: E731
+    theta = newton_logreg(one_hot(ids(train), 101), np.array([r["label"] for r in train], float), 0.01)
+    ey = np.array([r["label"] for r in ev], float)
+    assert lr["ne"] == pytest.approx(_ne(ey, 1 / (1 + np.exp(-one_hot(ids(ev), 101) @ theta))), rel=1e-5)
+    beats = rep["eval"]["ne"] < lr["ne"]
+    assert ("DynInt beats it" in summary) == beats and ("DynInt does not beat this baseline" in summary) == (not beats)
 
 
 # ---------------------------------------------------------------------------------------------------------

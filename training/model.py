@@ -54,6 +54,10 @@ class FieldEmbedding(nn.Module):
             nn.init.normal_(t.weight, std=EMBED_INIT_STD)
         self.queries = (nn.ParameterDict({c: nn.Parameter(torch.zeros(embed_dim)) for c in ALL_SEQ_COLUMNS})
                         if pooling == "attention" else None)
+        # Set ``track_l2`` to keep, per forward, the batch mean of the summed squares of the looked-up rows
+        # (targets, and sequence positions < length): the per-row L2 of ``model.embed_l2``.
+        self.track_l2 = False
+        self.last_l2: Tensor | None = None
 
     @property
     def num_fields(self) -> int:
@@ -67,8 +71,12 @@ class FieldEmbedding(nn.Module):
         b = len(batch)
         zeros = None
         rows: list[Tensor] = []
+        sq: Tensor | None = None
         for c in TARGET_COLUMNS:
             rows.append(self.tables[c](batch.targets[c] % self.hash_buckets))
+            if self.track_l2:
+                s = rows[-1].float().pow(2).sum()
+                sq = s if sq is None else sq + s
         for c in ALL_SEQ_COLUMNS:
             ids = batch.seqs.get(c)
             if ids is None:
@@ -77,7 +85,14 @@ class FieldEmbedding(nn.Module):
                     zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
                 rows.append(zeros)
                 continue
-            rows.append(self._pool(c, self.tables[c](ids % self.hash_buckets), batch.lengths[SEQ_SOURCE[c]]))
+            emb = self.tables[c](ids % self.hash_buckets)
+            lengths = batch.lengths[SEQ_SOURCE[c]]
+            rows.append(self._pool(c, emb, lengths))
+            if self.track_l2:
+                valid = torch.arange(emb.shape[1], device=emb.device)[None, :] < lengths[:, None]
+                s = (emb.float().pow(2).sum(-1) * valid).sum()
+                sq = s if sq is None else sq + s
+        self.last_l2 = sq / max(b, 1) if sq is not None else None
         return torch.stack(rows, dim=1)
 
     def _pool(self, col: str, emb: Tensor, lengths: Tensor) -> Tensor:
@@ -240,7 +255,8 @@ class DynIntModel(nn.Module):
     the d columns. ``forward`` returns the logit, before the sigmoid.
 
     ``regularization()`` is ``orth_rate`` times the orthogonal penalty (eqs. 11-12, summed over layers) of
-    the last forward; add it to the mean log loss. It is 0 for xdeepint and da.
+    the last forward (0 for xdeepint and da), plus ``embed_l2`` times the per-row L2 of the embeddings that
+    forward looked up (off at 0); add it to the mean log loss.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -255,6 +271,7 @@ class DynIntModel(nn.Module):
                              "model.hash_buckets >= 2")
         self.cfg = cfg
         self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling)
+        self.embedding.track_l2 = cfg.embed_l2 > 0
         fields = self.embedding.num_fields
         self.rows = cfg.subspaces * fields
         layer = _LAYERS[cfg.variant]
@@ -286,5 +303,9 @@ class DynIntModel(nn.Module):
         return self._penalty
 
     def regularization(self) -> Tensor:
-        """orth_rate * orthogonal_penalty(): the scalar a trainer adds to the mean log loss."""
-        return self.cfg.orth_rate * self.orthogonal_penalty()
+        """The scalar a trainer adds to the mean log loss: orth_rate * orthogonal_penalty(), plus embed_l2 times
+        the batch mean of the summed squares of the embedding rows the last forward looked up."""
+        reg = self.cfg.orth_rate * self.orthogonal_penalty()
+        if self.cfg.embed_l2 > 0 and self.embedding.last_l2 is not None:
+            reg = reg + self.cfg.embed_l2 * self.embedding.last_l2
+        return reg

@@ -11,6 +11,14 @@
   rank 0 and broadcast.
 - ``<out>/checkpoint.pt`` (model, optimizer, step, best NE, curve) every ``train.checkpoint_every`` steps;
   ``--resume`` continues at the saved step with the same data order (the loader is seeded per epoch).
+- ``<out>/best.pt``: the weights of the best evaluated model (lowest evaluation NE) and its step. The report is
+  of that model (on early stopping and at the end of any run), with the last model's NE beside it;
+  ``checkpoint.pt`` stays the last state, for ``--resume``.
+- More than one epoch: the log says so at the start, and the report and the curve mark the epoch boundaries
+  (CTR models overfit abruptly on a second pass over the same rows).
+- Every report carries a sanity baseline: a logistic regression on the target features
+  (``training/baseline.py``) fitted on the rows DynInt trained on, scored on the same evaluation rows; the
+  summary says in words when DynInt does not beat it.
 - ``<out>/report.json``, ``<out>/summary.md`` and ``<out>/ne_curve.png`` (NE over steps, paper Figure 5).
 """
 from __future__ import annotations
@@ -176,6 +184,13 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
         from tqdm import tqdm
         progress = tqdm(total=total, initial=step, desc=f"train {cfg.model.variant}/{tc.policy}", file=sys.stderr,
                         disable=not sys.stderr.isatty())
+    boundaries = epoch_boundaries(steps_per_epoch, total)
+    if boundaries and d.is_main:
+        print(f"[train] {tc.epochs} epochs configured: {total} steps over {steps_per_epoch} steps of rows per "
+              f"epoch, so the same rows are trained on again from step {boundaries[0] + 1}. Embedding-heavy CTR "
+              "models tend to overfit abruptly after the first epoch (the one-epoch phenomenon); the NE curve "
+              f"marks the epoch boundaries {boundaries} and the report is of the best evaluated model.",
+              file=sys.stderr, flush=True)
     while step < total and not stop:
         epoch, skip = divmod(step, steps_per_epoch)
         t0 = time.perf_counter()
@@ -206,28 +221,43 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
             train_secs += time.perf_counter() - t0
     if progress:
         progress.close()
-    _write_rank_file(out_dir, d, step, model)
+    _write_rank_file(out_dir, d, step, model)  # the last state, which checkpoint.pt also holds
     report = None
     if d.is_main:
-        final = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
-                                 keep_predictions=out_dir / "eval_predictions.npz")
+        preds = out_dir / "eval_predictions.npz"
+        best = _load_best(out_dir / BEST, d.device)
+        if best is not None and best["step"] != step:
+            last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device)
+            model.load_state_dict(best["model"])  # the report is of the best evaluated model
+            final = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device, keep_predictions=preds)
+        else:
+            final = last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
+                                            keep_predictions=preds)
+        best_step = best["step"] if best is not None else step
         loader_rate = _loader_rate(loader, min(steps_per_epoch, 50))
         model_rate = _model_inference_rate(model, eval_loader, d.device)
+        logreg = (_logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
+                  if tc.logreg_baseline else None)
         report = {
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "table": table, "delta_version": version,
             "policy": tc.policy, "variant": cfg.model.variant, "train_days": train_days, "eval_days": eval_days,
             "world_size": d.world, "device": str(d.device), "steps": step, "steps_per_epoch": steps_per_epoch,
+            "epochs_configured": tc.epochs, "epoch_boundaries": boundaries,
             "train_samples_per_s": samples / train_secs if train_secs > 0 else None,
             "inference_samples_per_s": final["samples_per_s"],
             "inference_model_only_samples_per_s": model_rate,
             "loader_samples_per_s": loader_rate,
-            "eval": final, "curve": state["curve"], "loader": loader.describe(),
+            "reported_model": "best", "best_step": best_step, "eval": final,
+            "last": {"step": step, "eval": _headline(last)},
+            "logreg_baseline": logreg,
+            "curve": state["curve"], "loader": loader.describe(),
             "config": config_to_dict(cfg),
         }
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
         (out_dir / "summary.md").write_text(summary_text(report))
-        plot_curve(state["curve"], out_dir / "ne_curve.png", f"{cfg.model.variant} / {tc.policy}")
+        plot_curve(state["curve"], out_dir / "ne_curve.png", f"{cfg.model.variant} / {tc.policy}", boundaries,
+                   best_step)
     if d.world > 1:
         dist.barrier()
     return report or {"steps": step}
@@ -241,6 +271,54 @@ def _write_rank_file(out_dir: Path, d: Dist, step: int, model: torch.nn.Module) 
     (out_dir / f"rank_{d.rank}.json").write_text(json.dumps({
         "rank": d.rank, "world": d.world, "steps": step, "param_sum": float(flat.double().sum()),
         "param_abs_sum": float(flat.double().abs().sum()), "n_params": int(flat.numel())}))
+
+
+BEST = "best.pt"
+
+
+def epoch_boundaries(steps_per_epoch: int, total: int) -> list[int]:
+    """Steps after which the run starts another pass over the same rows (none for a single epoch)."""
+    return list(range(steps_per_epoch, total, steps_per_epoch))
+
+
+def _save_best(path: Path, model, step: int, ne: float) -> None:
+    """``best.pt``: the weights of the best evaluated model so far (``checkpoint.pt`` stays the last state)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "step": step, "eval_ne": ne}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_best(path: Path, device: torch.device) -> dict | None:
+    return torch.load(path, map_location=device, weights_only=False) if path.exists() else None
+
+
+def _headline(ev: dict) -> dict:
+    return {k: ev[k] for k in ("ne", "auc", "log_loss", "n", "base_rate")}
+
+
+def _logreg_baseline(cfg: Config, table: str, version: int, train_days: list[str], eval_loader: EbfLoader,
+                     train_batches: int) -> dict:
+    """The logistic regression on target features (training/baseline.py): fitted on the rows DynInt trained on
+    in its first epoch (the same seeded order, one shard; at most ``train.logreg_max_rows``), scored on the
+    same evaluation rows as the reported model."""
+    from training import baseline as lr_baseline
+
+    tc, buckets = cfg.train, cfg.model.hash_buckets
+    t0 = time.perf_counter()
+    rows_loader = EbfLoader(table, version, tc.policy, train_days, cfg.ebf, batch_size=tc.batch_size, cur_shard=0,
+                            shard_count=1, seed=tc.seed, workers=tc.workers, shuffle_buffer=tc.shuffle_buffer)
+    batches = rows_loader.iter_epoch(0)
+    with contextlib.closing(batches):
+        x, y = lr_baseline.collect(itertools.islice(batches, max(1, train_batches)), buckets, tc.logreg_max_rows)
+    fit = lr_baseline.fit_logreg(x, y, tc.logreg_l2)
+    evb = eval_loader.iter_epoch(0)
+    with contextlib.closing(evb):
+        ev = lr_baseline.score(fit, itertools.islice(evb, tc.final_eval_max_batches) if tc.final_eval_max_batches
+                               else evb, buckets)
+    return {**{k: ev[k] for k in ("ne", "auc", "log_loss", "n", "base_rate")}, "train_rows": fit.train_rows,
+            "lbfgs_iterations": fit.iterations, "l2": tc.logreg_l2, "seconds": time.perf_counter() - t0,
+            "features": "target ids (tgt_*) mod model.hash_buckets, one-hot per field, and a bias"}
 
 
 def _save(path: Path, model, opt, state: dict) -> None:
@@ -260,7 +338,8 @@ def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metric
         print(json.dumps({"step": step, "eval_ne": round(ev["ne"], 5), "train_ne": round(tr["ne"], 5),
                           "eval_auc": round(ev["auc"], 4)}), file=sys.stderr, flush=True)
         if state["best_ne"] is None or ev["ne"] < state["best_ne"]:
-            state["best_ne"], state["bad_evals"] = ev["ne"], 0
+            state["best_ne"], state["best_step"], state["bad_evals"] = ev["ne"], step, 0
+            _save_best(out_dir / BEST, model, step, ev["ne"])
         else:
             state["bad_evals"] += 1
         stop = state["bad_evals"] >= cfg.train.early_stopping_patience
@@ -307,13 +386,36 @@ def _model_inference_rate(model, eval_loader: EbfLoader, device: torch.device, m
 
 def summary_text(r: dict) -> str:
     ev = r["eval"]
+    best_step, last = r.get("best_step", r["steps"]), r.get("last")
     lines = [f"# Training run: {r['variant']} on policy {r['policy']}", "",
              f"- table `{r['table']}` at Delta version {r['delta_version']}; train days {r['train_days']}, "
              f"eval days {r['eval_days']}; world size {r['world_size']} on {r['device']}; {r['steps']} steps",
-             f"- eval NE {ev['ne']:.5f} (eq. 10; lower is better), AUC {ev['auc']:.4f}, log loss {ev['log_loss']:.5f}, "
-             f"{ev['samples']} examples, base rate {ev['base_rate']:.4f}"]
+             f"- best evaluated model (step {best_step}): eval NE {ev['ne']:.5f} (eq. 10; lower is better), "
+             f"AUC {ev['auc']:.4f}, log loss {ev['log_loss']:.5f}, {ev['samples']} examples, base rate "
+             f"{ev['base_rate']:.4f}"]
     for s, m in ev["per_segment"].items():
         lines.append(f"  - segment {s}: NE {m['ne']:.5f}, AUC {m['auc']:.4f}, {m['n']} examples")
+    if last is not None and last["step"] != best_step:
+        lines.append(f"- last model (step {last['step']}): eval NE {last['eval']['ne']:.5f}, AUC "
+                     f"{last['eval']['auc']:.4f}; `checkpoint.pt` holds it (for --resume), `best.pt` the best")
+    lr = r.get("logreg_baseline")
+    if lr is not None:
+        beats = ev["ne"] < lr["ne"]
+        lines.append(f"- baseline, logistic regression on the target features ({lr['train_rows']} training rows): "
+                     f"eval NE {lr['ne']:.5f}, AUC {lr['auc']:.4f}. "
+                     + (f"DynInt beats it by {lr['ne'] - ev['ne']:.5f} NE." if beats else
+                        f"**DynInt does not beat this baseline** (NE {ev['ne']:.5f} vs {lr['ne']:.5f}): the "
+                        "sequences and interactions add nothing here yet."))
+    bounds = r.get("epoch_boundaries") or []
+    if bounds:
+        curve = r.get("curve", [])
+        after = [c["eval_ne"] for c in curve if c["step"] > bounds[0]]
+        note = (f"- {r.get('epochs_configured')} epochs: the rows are trained on again after step(s) {bounds}.")
+        if best_step <= bounds[0] and after and min(after) > ev_curve_min(curve, best_step):
+            note += (f" Eval NE was lowest at step {best_step}, in the first epoch, and higher at every evaluation "
+                     "after the first epoch boundary: the one-epoch overfitting of CTR models; train.epochs=1 "
+                     "is the usual remedy.")
+        lines.append(note)
     fmt = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
     lines += [f"- training {fmt(r['train_samples_per_s'])} samples/s; inference {fmt(r['inference_samples_per_s'])} "
               f"samples/s end to end, {fmt(r['inference_model_only_samples_per_s'])} model only; loader alone "
@@ -321,7 +423,13 @@ def summary_text(r: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_curve(curve: list[dict], path: Path, title: str) -> None:
+def ev_curve_min(curve: list[dict], step: int) -> float:
+    """The curve's eval NE at ``step`` (inf if that step was not evaluated)."""
+    return next((c["eval_ne"] for c in curve if c["step"] == step), float("inf"))
+
+
+def plot_curve(curve: list[dict], path: Path, title: str, boundaries: list[int] = (), best_step: int | None = None
+               ) -> None:
     if not curve:
         return
     import matplotlib
@@ -333,6 +441,10 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> None:
     steps = [c["step"] for c in curve]
     ax.plot(steps, [c["eval_ne"] for c in curve], marker="o", label="eval NE")
     ax.plot(steps, [c["train_ne"] for c in curve], marker=".", label="train NE (since last eval)")
+    for i, s in enumerate(boundaries):
+        ax.axvline(s, color="grey", linestyle="--", linewidth=1, label="epoch boundary" if i == 0 else None)
+    if best_step is not None:
+        ax.axvline(best_step, color="green", linestyle=":", linewidth=1, label=f"best (step {best_step})")
     ax.set_xlabel("step")
     ax.set_ylabel("normalized entropy")
     ax.set_title(title)
