@@ -35,43 +35,18 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dynamix_spark.config import EbfConfig, StatsConfig
-from dynamix_spark.window_stats import US, label_impressions
+from dynamix_spark.window_stats import label_impressions
 from schemas.ebf import (
     EBF_SOURCES,
     TARGET_ATTRIBUTES,
     len_col,
-    present_columns,
     seq_col,
     tgt_col,
 )
 
-HASH_MOD = (1 << 31) - 1
-KIND_SEGMENT, KIND_QUERY, KIND_EVENT = 0, 1, 2
-
-
-def hashed_id(attr: str, col: Column) -> Column:
-    """Categorical value -> int in [1, 2^31 - 1); null -> 0 (padding). Spark xxhash64 (seed 42) of (attr, value)."""
-    h = F.pmod(F.xxhash64(F.lit(attr), col), F.lit(HASH_MOD)) + 1
-    return F.when(col.isNull(), F.lit(0)).otherwise(h).cast("int")
-
-
-def encode(attr: str, col: Column) -> Column:
-    """The documented integer encoding of one attribute value (see ``schemas/ebf.py``), except event_ts."""
-    if attr == "dwell_ms":
-        v = F.least(F.lit(63), F.floor(F.lit(4.0) * F.log(F.greatest(col, F.lit(1)).cast("double")))) + 1
-    elif attr == "position":
-        v = F.least(F.greatest(col, F.lit(0)), F.lit(999)) + 1
-    elif attr == "hour":
-        v = F.hour(col) + 1
-    else:
-        return hashed_id(attr, col)
-    return F.when(col.isNull(), F.lit(0)).otherwise(v).cast("int")
-
-
-def age_bucket(t_us: Column, event_us: Column) -> Column:
-    """Age of an event at the query time t: 1 + min(40, floor(log2(1 + seconds)))."""
-    secs = ((t_us - event_us) / US).cast("double")
-    return (F.least(F.lit(40), F.floor(F.log2(F.lit(1.0) + secs))) + 1).cast("int")
+# The encoding (hashes, dwell buckets, log2 ages) is shared with the build under test: tests/test_ebf.py checks it
+# by hand; this oracle is for the sequence construction (which events, in which order, which segment).
+from dynamix_spark.ebf import KIND_EVENT, KIND_QUERY, KIND_SEGMENT, age_bucket, encode  # noqa: E402
 
 
 # One struct type for the events of every source (a union needs one type): all sources' attributes

@@ -22,10 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -38,6 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from conftest import MID_DS, ROOT, TEST_DATES
+from procs import kill_group, popen_group
 from dynamix_spark.config import load_config
 from dynamix_spark.quality import QualityGateError
 from dynamix_spark.raw_io import RawInputError
@@ -505,18 +503,7 @@ def _job_cmd(job: str, raw_root, lake, ds: str) -> list[str]:
             "--set", f"spark.conf={SUB_SPARK_CONF}", "--set", "quality.docs_dir=\"\""]
 
 
-def _popen(cmd: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group: python and its JVM
-
-
-def _kill_group(p: subprocess.Popen) -> None:
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    p.wait(timeout=60)
+_popen, _kill_group = popen_group, kill_group
 
 
 @pytest.fixture(scope="module")

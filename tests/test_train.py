@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from procs import kill_group, popen_group
 from seam_data import ROWS_PER_PARTITION, TRAIN_DAYS as DAYS, TRAIN_N as N, flipped_eval_rows  # noqa: F401
 from seam_data import train_rows as _rows
 from seam_spark import spark_steps
@@ -179,18 +179,7 @@ def test_report_is_of_the_best_model_with_the_last_beside_it_and_a_logreg_baseli
 # in tests/test_reliability.py, which is a Spark-side file: this one runs in the training environment.
 # ---------------------------------------------------------------------------------------------------------
 
-def _popen(cmd: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group
-
-
-def _kill_group(p: subprocess.Popen) -> None:
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    p.wait(timeout=60)
+_popen, _kill_group = popen_group, kill_group
 
 
 @pytest.mark.slow
