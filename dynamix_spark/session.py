@@ -66,7 +66,8 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
         "spark.ui.showConsoleProgress": "false",
-        # pyarrow is pinned to 14 for Petastorm; Spark's Arrow paths need >= 18, so keep them off.
+        # Arrow for toPandas / createDataFrame(pandas): off, no job hands pandas frames across (the EBF build's
+        # mapInArrow does not depend on this flag).
         "spark.sql.execution.arrow.pyspark.enabled": "false",
         # Delta's replaceWhere must only ever touch the partitions a run names.
         "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "true",
@@ -75,11 +76,25 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
     if not {"spark.jars", "spark.jars.packages"} & set(spark_conf or {}) and not _submitted_with_jars():
         conf["spark.jars"] = ",".join(delta_jars())
     conf.update(dict(spark_conf or {}))
+    ensure_event_log_dir(conf)
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def ensure_event_log_dir(conf: Mapping[str, str]) -> None:
+    """Spark refuses to start with event logs on and a missing local log folder: create it (local paths and
+    ``file:`` URIs only; a cluster's hdfs:/s3: folder is the operator's)."""
+    if str(conf.get("spark.eventLog.enabled", "false")).lower() != "true":
+        return
+    d = str(conf.get("spark.eventLog.dir", "/tmp/spark-events"))
+    if d.startswith("file:"):
+        d = d[len("file:"):]
+    elif "://" in d or (":" in d.split("/")[0]):
+        return
+    os.makedirs(d, exist_ok=True)
 
 
 # The settings that say where the catalog lives. spark-sql (scripts/spark.sh sql) takes them from the profile,

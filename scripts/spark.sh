@@ -9,6 +9,7 @@
 # apply once spark-submit has started the driver JVM; an option given here wins over the profile's. And it
 # builds a --py-files dist/dynamix_pyfiles.zip that is missing or older than the sources
 # (scripts/build_pyfiles.sh). Both in dynamix_spark/submit.py.
+#   bash scripts/spark.sh history start|stop: the history server over the jobs' event logs (data/spark-events).
 # Run from the repository root: the local profile's paths (data/...) are relative to it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,5 +28,16 @@ case "$tool" in
     args="$("$PY" -m dynamix_spark.session --spark-submit-args --catalog-of "$profile")"
     mapfile -t SPARK_ARGS <<< "$args"
     exec "$SPARK_HOME/bin/spark-sql" "${SPARK_ARGS[@]}" "$@" ;;
-  *) echo "usage: scripts/spark.sh submit|sql ..." >&2; exit 2 ;;
+  history)
+    # Spark's history server over the jobs' event logs (conf/local.yaml: spark.eventLog.dir), on
+    # http://127.0.0.1:18080; its log and pid file under data/. `history start|stop`.
+    mkdir -p "$ROOT/data/spark-events" "$ROOT/data/logs" "$ROOT/data/pids"
+    export SPARK_LOG_DIR="$ROOT/data/logs" SPARK_PID_DIR="$ROOT/data/pids" SPARK_IDENT_STRING=dynamix
+    export SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$ROOT/data/spark-events -Dspark.history.ui.port=${HISTORY_PORT:-18080} -Dspark.ui.host=127.0.0.1 ${SPARK_HISTORY_OPTS:-}"
+    case "${1:-}" in
+      start) exec "$SPARK_HOME/sbin/start-history-server.sh" ;;
+      stop) exec "$SPARK_HOME/sbin/stop-history-server.sh" ;;
+      *) echo "usage: scripts/spark.sh history start|stop" >&2; exit 2 ;;
+    esac ;;
+  *) echo "usage: scripts/spark.sh submit|sql|history ..." >&2; exit 2 ;;
 esac

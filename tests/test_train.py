@@ -69,11 +69,19 @@ def _ne(y: np.ndarray, p: np.ndarray) -> float:
     return ll / -(q * math.log(q) + (1 - q) * math.log(1 - q))
 
 
-def test_ddp_two_ranks_same_steps_equal_parameters_and_ne(ebf_table):
-    root, path, rows = ebf_table
+@pytest.fixture(scope="module")
+def ddp_run(ebf_table) -> Path:
+    """One node, two processes (torchrun --standalone --nproc_per_node=2), 12 steps."""
+    root, _, _ = ebf_table
     out = root / "run_ddp"
     _run(["--config", str(ROOT / "conf" / "local.yaml"), "--out", str(out),
           *_overrides(root, **{"train.max_steps": 12})], nproc=2)
+    return out
+
+
+def test_ddp_two_ranks_same_steps_equal_parameters_and_ne(ebf_table, ddp_run):
+    root, path, rows = ebf_table
+    out = ddp_run
     r0 = json.loads((out / "rank_0.json").read_text())
     r1 = json.loads((out / "rank_1.json").read_text())
     assert r0["world"] == r1["world"] == 2
@@ -91,6 +99,44 @@ def test_ddp_two_ranks_same_steps_equal_parameters_and_ne(ebf_table):
     for key in ("train_samples_per_s", "inference_samples_per_s", "loader_samples_per_s"):
         assert rep[key] and rep[key] > 0
     assert (out / "ne_curve.png").stat().st_size > 0 and (out / "summary.md").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_one_machine_equal_the_one_node_run(ebf_table, ddp_run):
+    """Issue 18: two torchrun launchers (as two hosts would run them), --nnodes=2 --nproc_per_node=1, meeting
+    at a c10d rendezvous on 127.0.0.1: the same steps and bit-identical parameters as one node with two
+    processes (gloo on CPU)."""
+    root, _, _ = ebf_table
+    out = root / "run_2nodes"
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = lambda node: [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",  # noqa: E731
+                        f"--node_rank={node}", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+                        "--rdzv_id=dynamix-test", str(ROOT / "training" / "train.py"),
+                        "--config", str(ROOT / "conf" / "local.yaml"), "--out", str(out),
+                        *_overrides(root, **{"train.max_steps": 12})]
+    logs = [root / f"node{n}.log" for n in (0, 1)]
+    procs = [subprocess.Popen(cmd(n), env=env, stdout=logs[n].open("w"), stderr=subprocess.STDOUT) for n in (0, 1)]
+    try:
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+    for r in (0, 1):
+        one, two = (json.loads((d / f"rank_{r}.json").read_text()) for d in (ddp_run, out))
+        assert two["world"] == 2 and two["steps"] == one["steps"] == 12
+        assert two["param_sum"] == one["param_sum"] and two["param_abs_sum"] == one["param_abs_sum"]
+    a, b = (json.loads((d / "report.json").read_text()) for d in (ddp_run, out))
+    assert b["eval"]["ne"] == a["eval"]["ne"] and b["world_size"] == 2
 
 
 def test_resume_continues_at_saved_step_with_same_result(ebf_table):
