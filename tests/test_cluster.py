@@ -48,7 +48,7 @@ def _profile(root: Path, name: str) -> str:
                           "spark.executor.memory": "1g",
                           "spark.eventLog.enabled": "true", "spark.eventLog.dir": f"{root}/events"}
     d["ebf"]["build_policies"] = POLICIES
-    d["quality"]["docs_dir"] = f"{root}/quality_docs_{name}"
+    d.setdefault("quality", {})["docs_dir"] = f"{root}/quality_docs_{name}"
     p = root / f"{name}.yaml"
     p.write_text(yaml.safe_dump(d, sort_keys=False))
     return str(p)

@@ -132,3 +132,18 @@ def test_a_submitted_job_gets_the_profiles_driver_memory(tmp_path):
     assert "DRIVER_MEMORY=1536m" in r.stdout
     heap = int(r.stdout.split("MAX_HEAP_MB=")[1].split()[0])
     assert 1200 < heap <= 1536  # Spark's default 1g driver would be under 1024
+
+
+def test_event_log_folder_is_created_for_local_paths_only(tmp_path, monkeypatch):
+    """Spark refuses to start with event logs on and a missing folder: the session builder creates a local
+    one (a path, or a file: URI) and leaves remote ones (s3a:, hdfs:) alone."""
+    from dynamix_spark.session import ensure_event_log_dir
+
+    monkeypatch.chdir(tmp_path)
+    ensure_event_log_dir({"spark.eventLog.enabled": "true", "spark.eventLog.dir": "data/spark-events"})
+    assert (tmp_path / "data" / "spark-events").is_dir()
+    ensure_event_log_dir({"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file:{tmp_path}/ev2"})
+    assert (tmp_path / "ev2").is_dir()
+    ensure_event_log_dir({"spark.eventLog.enabled": "true", "spark.eventLog.dir": "s3a://bucket/ev"})
+    ensure_event_log_dir({"spark.eventLog.enabled": "false", "spark.eventLog.dir": "off"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ev2"]
