@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 DATA = Path(os.environ.get("DYNAMIX_BENCH_DATA", "/tmp/dynamix-bench")) / "ebf"
-SPARK_CONF = {"spark.sql.shuffle.partitions": "16", "spark.driver.memory": "10g", "spark.ui.enabled": "false"}
+# BENCH_DRIVER_MEMORY (--driver-memory): the JVM's heap limit; the process tree's peak RSS follows it (the JVM
+# grows into its heap before collecting), so a memory target is checked with the smallest heap that finishes.
+SPARK_CONF = {"spark.sql.shuffle.partitions": "16", "spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "10g"),
+              "spark.ui.enabled": "false"}
 DAYS = ("2026-11-01", "2026-11-02")  # lookback day, built day
 
 
@@ -145,6 +148,8 @@ def run_duckdb(lake: Path, policies: list[str], n_seq: int = 16) -> dict:
 
     con = duckdb.connect()
     con.execute("SET threads = 2")
+    if os.environ.get("BENCH_DUCKDB_MEMORY"):  # e.g. 8GB: DuckDB spills past it (default: 80% of RAM)
+        con.execute(f"SET memory_limit = '{os.environ['BENCH_DUCKDB_MEMORY']}'")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
     day = DAYS[1]
@@ -231,7 +236,9 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["dynamix"], choices=sorted(METHODS))
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--out", default=str(ROOT / "bench" / "results_ebf.json"))
+    p.add_argument("--driver-memory", default=os.environ.get("BENCH_DRIVER_MEMORY", "10g"))
     args = p.parse_args()
+    os.environ["BENCH_DRIVER_MEMORY"] = args.driver_memory  # the --one processes read it
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else []
     for n in args.sizes:
@@ -239,7 +246,7 @@ def main() -> None:
         for method in args.methods:
             pol = {"dynamix": args.policies, "dynamix_all_policies": ALL_POLICIES}.get(method, ["baseline"])
             r = measure_cmd([sys.executable, __file__, "--one", method, str(lake), ",".join(pol)], args.timeout)
-            r.update({"method": method, "n_impressions": n, "policies": pol,
+            r.update({"method": method, "n_impressions": n, "policies": pol, "driver_memory": args.driver_memory,
                       "at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_avg": os.getloadavg()[0]})
             if r.get("wall_s"):
                 r["examples_per_s"] = round(r["examples"] * len(pol) / r["wall_s"])

@@ -178,7 +178,9 @@ def measure_cmd(cmd: list[str], timeout_s: int) -> dict:
     th.start()
     try:
         out, _ = proc.communicate(timeout=timeout_s)
-        res = json.loads(out.strip().splitlines()[-1])
+        lines = out.strip().splitlines()
+        # a child that was killed (out of memory, by hand) or crashed prints no result: record that, go on
+        res = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"wall_s": None, "failed_rc": proc.returncode}
     except subprocess.TimeoutExpired:
         for c in psutil.Process(proc.pid).children(recursive=True):
             c.kill()

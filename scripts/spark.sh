@@ -30,10 +30,12 @@ case "$tool" in
     exec "$SPARK_HOME/bin/spark-sql" "${SPARK_ARGS[@]}" "$@" ;;
   history)
     # Spark's history server over the jobs' event logs (conf/local.yaml: spark.eventLog.dir), on
-    # http://127.0.0.1:18080; its log and pid file under data/. `history start|stop`.
-    mkdir -p "$ROOT/data/spark-events" "$ROOT/data/logs" "$ROOT/data/pids"
-    export SPARK_LOG_DIR="$ROOT/data/logs" SPARK_PID_DIR="$ROOT/data/pids" SPARK_IDENT_STRING=dynamix
-    export SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$ROOT/data/spark-events -Dspark.history.ui.port=${HISTORY_PORT:-18080} -Dspark.ui.host=127.0.0.1 ${SPARK_HISTORY_OPTS:-}"
+    # http://127.0.0.1:18080 (HISTORY_PORT); its log and pid file under data/ (HISTORY_RUN_DIR); another
+    # event-log folder with EVENT_LOG_DIR. `history start|stop`.
+    events="${EVENT_LOG_DIR:-$ROOT/data/spark-events}"; run="${HISTORY_RUN_DIR:-$ROOT/data}"
+    mkdir -p "$events" "$run/logs" "$run/pids"
+    export SPARK_LOG_DIR="$run/logs" SPARK_PID_DIR="$run/pids" SPARK_IDENT_STRING=dynamix
+    export SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$events -Dspark.history.ui.port=${HISTORY_PORT:-18080} -Dspark.ui.host=127.0.0.1 ${SPARK_HISTORY_OPTS:-}"
     case "${1:-}" in
       start) exec "$SPARK_HOME/sbin/start-history-server.sh" ;;
       stop) exec "$SPARK_HOME/sbin/stop-history-server.sh" ;;

@@ -160,3 +160,31 @@ def test_a_worker_killed_mid_build_ebf_then_the_tables_reconcile(spark, cluster)
     (c["root"] / "timing_kill.json").write_text(json.dumps(outcome))
     print("worker kill outcome:", json.dumps(outcome))
     assert _content(spark, cfg) == _content(spark, _reference(spark, c))  # nothing lost, nothing duplicated
+
+
+def test_history_server_lists_the_runs_event_logs(cluster):
+    """The event logs the runs above wrote, opened with the history server the wheel ships
+    (``scripts/spark.sh history start|stop``)."""
+    import urllib.request
+
+    c = cluster
+    logs = list((c["root"] / "events").glob("eventlog_v2_*"))
+    assert logs, "run after the tests above, which write the event logs"
+    port = _free_port()
+    env = {**c["env"], "EVENT_LOG_DIR": str(c["root"] / "events"), "HISTORY_RUN_DIR": str(c["root"] / "history"),
+           "HISTORY_PORT": str(port)}
+    r = subprocess.run(["bash", str(SPARK_SH), "history", "start"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        deadline, apps = time.time() + 120, []
+        while time.time() < deadline and len(apps) < len(logs):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/applications", timeout=5) as resp:
+                    apps = json.load(resp)
+            except OSError:
+                pass
+            time.sleep(1)
+        assert len(apps) == len(logs) and all(a["name"] == "dynamix-nightly" and a["attempts"][0]["completed"] for a in apps)
+    finally:
+        subprocess.run(["bash", str(SPARK_SH), "history", "stop"], env=env, capture_output=True, timeout=120)
