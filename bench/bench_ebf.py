@@ -148,6 +148,7 @@ def run_duckdb(lake: Path, policies: list[str], n_seq: int = 16) -> dict:
 
     con = duckdb.connect()
     con.execute("SET threads = 2")
+    con.execute(f"SET temp_directory = '{DATA / 'duckdb_tmp'}'")  # spills go with the bench data, not into the checkout
     if os.environ.get("BENCH_DUCKDB_MEMORY"):  # e.g. 8GB: DuckDB spills past it (default: 80% of RAM)
         con.execute(f"SET memory_limit = '{os.environ['BENCH_DUCKDB_MEMORY']}'")
     con.execute("SET TimeZone = 'UTC'")
