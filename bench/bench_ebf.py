@@ -92,14 +92,20 @@ def make_lake(n: int) -> Path:
     return lake
 
 
-def run_one(lake: Path, policies: list[str]) -> dict:
+def bench_cfg(lake: Path, policies: list[str]):
+    """The local profile on a bench lake: one lookback day, these build policies, the bench's Spark settings."""
     from dynamix_spark.config import load_config
+
+    return load_config(ROOT / "conf" / "local.yaml", [
+        f"paths.lake_root={lake}", "ebf.lookback_days=1", f"ebf.build_policies={json.dumps(policies)}",
+        "spark.conf={}"])
+
+
+def run_one(lake: Path, policies: list[str]) -> dict:
     from dynamix_spark.session import build_spark
     from jobs import build_ebf
 
-    cfg = load_config(ROOT / "conf" / "local.yaml", [
-        f"paths.lake_root={lake}", "ebf.lookback_days=1", f"ebf.build_policies={json.dumps(policies)}",
-        "spark.conf={}"])
+    cfg = bench_cfg(lake, policies)
     spark = build_spark("bench-ebf", SPARK_CONF, master="local[2]")
     spark.range(1).count()
     t0 = time.perf_counter()

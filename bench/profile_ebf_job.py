@@ -4,38 +4,52 @@ runtime SQL settings first.
 
     .venv/bin/python bench/profile_ebf_job.py /tmp/dynamix-bench/ebf/n1000000 baseline,remove_passive,remove_active,boost_all,boost_active
 """
-import json, sys, time
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "bench"))
-import dynamix_spark.quality as q
-import jobs.build_ebf as j
-from dynamix_spark.config import load_config
-from dynamix_spark.session import build_spark
-T = {}
-def timed(mod, name):
-    fn = getattr(mod, name)
-    def w(*a, **k):
-        t0 = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            T[name] = T.get(name, 0) + time.perf_counter() - t0
-    setattr(mod, name, w)
-for n in ("_validate", "_with_examples", "_audit", "_render_docs", "_write_gate_summary"):
-    timed(q, n)
-timed(j, "gate"); timed(j, "publish_or_fail"); timed(j, "record_results")
-lake, pols = Path(sys.argv[1]), sys.argv[2].split(",")
-cfg = load_config(str(ROOT / "conf" / "local.yaml"), [f"paths.lake_root={lake}", "ebf.lookback_days=1",
-                  f"ebf.build_policies={json.dumps(pols)}", "spark.conf={}"])
-from bench_ebf import SPARK_CONF, DAYS
-spark = build_spark("prof", SPARK_CONF, master="local[2]")
-spark.range(1).count()
-import os
-for kv in os.environ.get("PROF_CONF", "").split(";"):
-    if kv: spark.conf.set(*kv.split("=", 1))
-t0 = time.perf_counter()
-j.run(spark, cfg, DAYS[1])
-T["total"] = time.perf_counter() - t0
-print(json.dumps({k: round(v, 1) for k, v in T.items()}))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from bench_ebf import DAYS, SPARK_CONF, bench_cfg  # noqa: E402
+
+
+def main(lake: Path, policies: list[str]) -> dict:
+    import dynamix_spark.quality as quality
+    import jobs.build_ebf as job
+    from dynamix_spark.session import build_spark
+
+    times: dict[str, float] = {}
+
+    def timed(mod, name):
+        fn = getattr(mod, name)
+
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        setattr(mod, name, wrapper)
+
+    for name in ("_validate", "_with_examples", "_audit", "_render_docs", "_write_gate_summary"):
+        timed(quality, name)
+    for name in ("gate", "publish_or_fail", "record_results"):
+        timed(job, name)
+    cfg = bench_cfg(lake, policies)
+    spark = build_spark("bench-ebf-profile", SPARK_CONF, master="local[2]")
+    spark.range(1).count()
+    for kv in filter(None, os.environ.get("PROF_CONF", "").split(";")):
+        spark.conf.set(*kv.split("=", 1))
+    t0 = time.perf_counter()
+    job.run(spark, cfg, DAYS[1])
+    times["total"] = time.perf_counter() - t0
+    return {k: round(v, 1) for k, v in times.items()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), sys.argv[2].split(","))))

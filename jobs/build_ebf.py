@@ -67,6 +67,16 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
             "segment_days": seg_days, "conversion_days": conv_days}
 
 
+def stage_policies(examples, policies: list[str], ebf_cfg, ds: str):
+    """The rows to publish for ``ds``: every policy's projection of the one build, as one union in the table's
+    schema (nothing materialised: each scan recomputes the projections from ``examples``)."""
+    out = None
+    for p in policies:
+        part = apply_policy(examples, p, ebf_cfg).withColumn("ds", F.lit(ds))
+        out = part if out is None else out.unionByName(part)
+    return conform(out, EBF_EXAMPLES)
+
+
 def run(spark, cfg: Config, ds: str) -> dict:
     run_id = new_run_id(JOB, ds)
     m = RunMetrics(run_id=run_id, job=JOB, ds=ds)
@@ -74,10 +84,6 @@ def run(spark, cfg: Config, ds: str) -> dict:
     examples = build_examples(inp["queries"], inp["events"], inp["segments"], inp["conversions"], cfg.stats,
                               cfg.ebf, cfg.segmentation.null_corr_segment).persist(StorageLevel.MEMORY_AND_DISK)
     policies = list(cfg.ebf.build_policies)
-    out = None
-    for p in policies:
-        part = apply_policy(examples, p, cfg.ebf).withColumn("ds", F.lit(ds))
-        out = part if out is None else out.unionByName(part)
     params = {"ds": ds, "ebf": config_to_dict(cfg.ebf), "stats": config_to_dict(cfg.stats),
               "conversion_days": inp["conversion_days"], "segment_days": inp["segment_days"]}
     info = {"job": JOB, "run_id": run_id, **params}
@@ -87,7 +93,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
     # Write, audit, publish: one example per clean ad impression and policy, checked before the commit.
     # Only ``examples`` (one copy) is cached: every policy is a projection of it (null columns), so the
     # staged union is recomputed from the cache by the gate and the write, never materialised 5 times.
-    staged = conform(out, EBF_EXAMPLES)
+    staged = stage_policies(examples, policies, cfg.ebf, ds)
     result = gate(spark, staged, "ebf_examples", ds, cfg, job=JOB, run_id=run_id, record=False,
                   expected_rows=n_queries * len(policies))
     record_results(spark, cfg.paths.lake_root, [result])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -22,3 +23,10 @@ def kill_group(p: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     p.wait(timeout=60)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server or rendezvous a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

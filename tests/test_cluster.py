@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from conftest import ROOT, TEST_DATES
 from dynamix_spark.config import load_config
 from jobs import nightly
+from procs import free_port
 from test_nightly import _content
 
 DS = TEST_DATES[0]
@@ -29,12 +29,6 @@ CLUSTER = ROOT / "scripts" / "cluster.sh"
 SPARK_SH = ROOT / "scripts" / "spark.sh"
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("few_delta_tasks")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _profile(root: Path, name: str) -> str:
@@ -58,7 +52,7 @@ def _profile(root: Path, name: str) -> str:
 def cluster(tmp_path_factory, tiny_cfg, tiny_raw):
     root = tmp_path_factory.mktemp("cluster")
     shutil.copytree(tiny_cfg.paths.raw_root, root / "raw")
-    port, ui = _free_port(), _free_port()
+    port, ui = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_", "PYTHONPATH"))}
     env.update({"CLUSTER_DIR": str(root / "cluster"), "SPARK_MASTER_PORT": str(port),
                 "SPARK_MASTER_WEBUI_PORT": str(ui), "WORKER_MEMORY": "1536m"})
@@ -170,7 +164,7 @@ def test_history_server_lists_the_runs_event_logs(cluster):
     c = cluster
     logs = list((c["root"] / "events").glob("eventlog_v2_*"))
     assert logs, "run after the tests above, which write the event logs"
-    port = _free_port()
+    port = free_port()
     env = {**c["env"], "EVENT_LOG_DIR": str(c["root"] / "events"), "HISTORY_RUN_DIR": str(c["root"] / "history"),
            "HISTORY_PORT": str(port)}
     r = subprocess.run(["bash", str(SPARK_SH), "history", "start"], env=env, capture_output=True, text=True,

@@ -503,9 +503,6 @@ def _job_cmd(job: str, raw_root, lake, ds: str) -> list[str]:
             "--set", f"spark.conf={SUB_SPARK_CONF}", "--set", "quality.docs_dir=\"\""]
 
 
-_popen, _kill_group = popen_group, kill_group
-
-
 @pytest.fixture(scope="module")
 def ref_lake(spark, tiny_cfg, tiny_pipeline, tmp_path_factory):
     """The uninterrupted reference: the generated dataset's lake, denoised day by day (tiny_pipeline); and a
@@ -535,7 +532,7 @@ def test_sigkill_mid_write_leaves_tables_readable_and_rerun_completes(spark, ref
     shutil.copytree(ref_lake["seed"], lake)
     ds = MID_DS
     before = _delta_versions_files(lake)
-    p = _popen(_job_cmd("denoise", ref_lake["raw"], lake, ds), tmp_path / "killed.log")
+    p = popen_group(_job_cmd("denoise", ref_lake["raw"], lake, ds), tmp_path / "killed.log")
     deadline = time.time() + 540
     killed_after = None
     try:
@@ -550,7 +547,7 @@ def test_sigkill_mid_write_leaves_tables_readable_and_rerun_completes(spark, ref
                 break
             time.sleep(0.02)
     finally:
-        _kill_group(p)
+        kill_group(p)
     assert killed_after, "the job ended before the kill:\n" + (tmp_path / "killed.log").read_text()[-3000:]
     # Every table reads fresh (a new session's view: fresh DataFrames over the log), at the previous version
     # or the new one, never a part of the new day.
@@ -590,13 +587,13 @@ def _concurrent_error(log: str) -> bool:
 
 
 def _run_together(cmds: dict[str, list[str]], logdir: Path) -> tuple[dict[str, int], dict[str, str]]:
-    procs = {name: _popen(cmd, logdir / f"{name}.log") for name, cmd in cmds.items()}
+    procs = {name: popen_group(cmd, logdir / f"{name}.log") for name, cmd in cmds.items()}
     try:
         rcs = {name: p.wait(timeout=900) for name, p in procs.items()}
     finally:
         for p in procs.values():
             if p.poll() is None:
-                _kill_group(p)
+                kill_group(p)
     return rcs, {name: (logdir / f"{name}.log").read_text() for name in cmds}
 
 

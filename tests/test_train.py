@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from procs import kill_group, popen_group
+from procs import free_port, kill_group, popen_group
 from seam_data import ROWS_PER_PARTITION, TRAIN_DAYS as DAYS, TRAIN_N as N, flipped_eval_rows  # noqa: F401
 from seam_data import train_rows as _rows
 from seam_spark import spark_steps
@@ -101,21 +101,13 @@ def test_ddp_two_ranks_same_steps_equal_parameters_and_ne(ebf_table, ddp_run):
     assert (out / "ne_curve.png").stat().st_size > 0 and (out / "summary.md").exists()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_on_one_machine_equal_the_one_node_run(ebf_table, ddp_run):
     """Issue 18: two torchrun launchers (as two hosts would run them), --nnodes=2 --nproc_per_node=1, meeting
     at a c10d rendezvous on 127.0.0.1: the same steps and bit-identical parameters as one node with two
     processes (gloo on CPU)."""
     root, _, _ = ebf_table
     out = root / "run_2nodes"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = lambda node: [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",  # noqa: E731
                         f"--node_rank={node}", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
@@ -225,9 +217,6 @@ def test_report_is_of_the_best_model_with_the_last_beside_it_and_a_logreg_baseli
 # in tests/test_reliability.py, which is a Spark-side file: this one runs in the training environment.
 # ---------------------------------------------------------------------------------------------------------
 
-_popen, _kill_group = popen_group, kill_group
-
-
 @pytest.mark.slow
 def test_training_sigkill_resumes_to_same_steps(tmp_path):
     import torch
@@ -243,13 +232,13 @@ def test_training_sigkill_resumes_to_same_steps(tmp_path):
     res = subprocess.run([sys.executable, train_py, "--out", str(full), *args], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
-    p = _popen([sys.executable, train_py, "--out", str(killed), *args], tmp_path / "train-killed.log")
+    p = popen_group([sys.executable, train_py, "--out", str(killed), *args], tmp_path / "train-killed.log")
     deadline = time.time() + 300
     try:
         while time.time() < deadline and p.poll() is None and not (killed / "checkpoint.pt").exists():
             time.sleep(0.02)
     finally:
-        _kill_group(p)
+        kill_group(p)
     assert (killed / "checkpoint.pt").exists(), (tmp_path / "train-killed.log").read_text()[-3000:]
     assert not (killed / "report.json").exists()  # killed before the end
     saved = torch.load(killed / "checkpoint.pt", map_location="cpu", weights_only=False)["state"]["step"]

@@ -71,12 +71,11 @@ class FieldEmbedding(nn.Module):
         b = len(batch)
         zeros = None
         rows: list[Tensor] = []
-        sq: Tensor | None = None
+        squares: list[Tensor] = []  # summed squares of the looked-up rows, per field (track_l2 only)
         for c in TARGET_COLUMNS:
             rows.append(self.tables[c](batch.targets[c] % self.hash_buckets))
             if self.track_l2:
-                s = rows[-1].float().pow(2).sum()
-                sq = s if sq is None else sq + s
+                squares.append(rows[-1].float().pow(2).sum())
         for c in ALL_SEQ_COLUMNS:
             ids = batch.seqs.get(c)
             if ids is None:
@@ -90,9 +89,8 @@ class FieldEmbedding(nn.Module):
             rows.append(self._pool(c, emb, lengths))
             if self.track_l2:
                 valid = torch.arange(emb.shape[1], device=emb.device)[None, :] < lengths[:, None]
-                s = (emb.float().pow(2).sum(-1) * valid).sum()
-                sq = s if sq is None else sq + s
-        self.last_l2 = sq / max(b, 1) if sq is not None else None
+                squares.append((emb.float().pow(2).sum(-1) * valid).sum())
+        self.last_l2 = torch.stack(squares).sum() / max(b, 1) if squares else None
         return torch.stack(rows, dim=1)
 
     def _pool(self, col: str, emb: Tensor, lengths: Tensor) -> Tensor:

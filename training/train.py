@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
+from training import baseline as lr_baseline  # noqa: E402
 from training.batch import Batch  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
@@ -283,10 +284,7 @@ def epoch_boundaries(steps_per_epoch: int, total: int) -> list[int]:
 
 def _save_best(path: Path, model, step: int, ne: float) -> None:
     """``best.pt``: the weights of the best evaluated model so far (``checkpoint.pt`` stays the last state)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "step": step, "eval_ne": ne}, tmp)
-    os.replace(tmp, path)
+    _atomic_save(path, {"model": model.state_dict(), "step": step, "eval_ne": ne})
 
 
 def _load_best(path: Path, device: torch.device) -> dict | None:
@@ -302,8 +300,6 @@ def _logreg_baseline(cfg: Config, table: str, version: int, train_days: list[str
     """The logistic regression on target features (training/baseline.py): fitted on the rows DynInt trained on
     in its first epoch (the same seeded order, one shard; at most ``train.logreg_max_rows``), scored on the
     same evaluation rows as the reported model."""
-    from training import baseline as lr_baseline
-
     tc, buckets = cfg.train, cfg.model.hash_buckets
     t0 = time.perf_counter()
     rows_loader = EbfLoader(table, version, tc.policy, train_days, cfg.ebf, batch_size=tc.batch_size, cur_shard=0,
@@ -316,16 +312,20 @@ def _logreg_baseline(cfg: Config, table: str, version: int, train_days: list[str
     with contextlib.closing(evb):
         ev = lr_baseline.score(fit, itertools.islice(evb, tc.final_eval_max_batches) if tc.final_eval_max_batches
                                else evb, buckets)
-    return {**{k: ev[k] for k in ("ne", "auc", "log_loss", "n", "base_rate")}, "train_rows": fit.train_rows,
+    return {**_headline(ev), "train_rows": fit.train_rows,
             "lbfgs_iterations": fit.iterations, "l2": tc.logreg_l2, "seconds": time.perf_counter() - t0,
             "features": "target ids (tgt_*) mod model.hash_buckets, one-hot per field, and a bias"}
 
 
 def _save(path: Path, model, opt, state: dict) -> None:
+    _atomic_save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state})
+
+
+def _atomic_save(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, tmp)
-    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous file
 
 
 def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d: Dist) -> bool:
@@ -338,7 +338,7 @@ def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metric
         print(json.dumps({"step": step, "eval_ne": round(ev["ne"], 5), "train_ne": round(tr["ne"], 5),
                           "eval_auc": round(ev["auc"], 4)}), file=sys.stderr, flush=True)
         if state["best_ne"] is None or ev["ne"] < state["best_ne"]:
-            state["best_ne"], state["best_step"], state["bad_evals"] = ev["ne"], step, 0
+            state["best_ne"], state["bad_evals"] = ev["ne"], 0  # best.pt records its step
             _save_best(out_dir / BEST, model, step, ev["ne"])
         else:
             state["bad_evals"] += 1
@@ -411,7 +411,7 @@ def summary_text(r: dict) -> str:
         curve = r.get("curve", [])
         after = [c["eval_ne"] for c in curve if c["step"] > bounds[0]]
         note = (f"- {r.get('epochs_configured')} epochs: the rows are trained on again after step(s) {bounds}.")
-        if best_step <= bounds[0] and after and min(after) > ev_curve_min(curve, best_step):
+        if best_step <= bounds[0] and after and min(after) > _curve_ne_at(curve, best_step):
             note += (f" Eval NE was lowest at step {best_step}, in the first epoch, and higher at every evaluation "
                      "after the first epoch boundary: the one-epoch overfitting of CTR models; train.epochs=1 "
                      "is the usual remedy.")
@@ -423,7 +423,7 @@ def summary_text(r: dict) -> str:
     return "\n".join(lines)
 
 
-def ev_curve_min(curve: list[dict], step: int) -> float:
+def _curve_ne_at(curve: list[dict], step: int) -> float:
     """The curve's eval NE at ``step`` (inf if that step was not evaluated)."""
     return next((c["eval_ne"] for c in curve if c["step"] == step), float("inf"))
 
