@@ -422,15 +422,40 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _merge(base: dict, over: Mapping[str, Any]) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key (recursively), anything else is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def _read_profile(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The YAML mapping of ``path``; a top-level ``extends: <file>`` (relative to ``path``'s folder) names a
+    profile this one changes: that profile is read first and this one's keys merged on top (mappings key by
+    key, so ``conf/local_shared.yaml`` names only the catalog settings it changes in ``conf/local.yaml``)."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: extends loop ({' -> '.join(str(p) for p in (*chain, path.resolve()))})")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = loaded.pop("extends", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: extends must be a file name, got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends {base!r}: no such file {base_path}")
+    return _merge(_read_profile(base_path, (*chain, path.resolve())), loaded)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load ``path`` (YAML) and ``KEY=VALUE`` overrides (``stats.forecast_horizon_s=600``) into a Config."""
+    """Load ``path`` (YAML, optionally ``extends``-ing another profile) and ``KEY=VALUE`` overrides
+    (``stats.forecast_horizon_s=600``) into a Config."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        data = loaded
+        data = _read_profile(Path(path))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")

@@ -97,10 +97,13 @@ def ensure_event_log_dir(conf: Mapping[str, str]) -> None:
     os.makedirs(d, exist_ok=True)
 
 
-# The settings that say where the catalog lives. spark-sql (scripts/spark.sh sql) takes them from the profile,
-# so that it sees the tables the jobs registered (dynamix_spark/catalog.py).
+# The settings that say where the catalog lives. spark-sql (scripts/spark.sh sql) and the Thrift server
+# (scripts/sql_server.sh) take them from the profile, so that they see the tables the jobs registered
+# (dynamix_spark/catalog.py). spark.driver.extraClassPath is one of them: a metastore reached through a
+# JDBC driver that Spark does not ship (Derby's network client in conf/local_shared.yaml) needs it there.
 CATALOG_CONF_PREFIXES = ("spark.sql.catalogImplementation", "spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.",
-                         "spark.hadoop.hive.", "spark.hadoop.datanucleus.", "spark.sql.hive.")
+                         "spark.hadoop.hive.", "spark.hadoop.datanucleus.", "spark.sql.hive.",
+                         "spark.driver.extraClassPath")
 
 
 def catalog_conf(spark_conf: Mapping[str, str]) -> dict[str, str]:
@@ -110,9 +113,12 @@ def catalog_conf(spark_conf: Mapping[str, str]) -> dict[str, str]:
 def spark_submit_args(extra_conf: Mapping[str, str] | None = None) -> list[str]:
     """Options that give spark-submit / spark-sql the same Delta set-up as ``build_spark`` (plus ``extra_conf``)."""
     jars = delta_jars()
-    # --driver-class-path as well: spark-sql resolves the Delta extension before --jars are loaded.
-    args = ["--jars", ",".join(jars), "--driver-class-path", ":".join(jars)]
-    for k, v in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC", **dict(extra_conf or {})}.items():
+    extra = dict(extra_conf or {})
+    # --driver-class-path as well: spark-sql resolves the Delta extension before --jars are loaded. A
+    # spark.driver.extraClassPath of extra_conf joins it (a second --driver-class-path would replace it).
+    class_path = ":".join([*jars, *filter(None, [extra.pop("spark.driver.extraClassPath", "")])])
+    args = ["--jars", ",".join(jars), "--driver-class-path", class_path]
+    for k, v in {**DELTA_CONF, "spark.sql.session.timeZone": "UTC", **extra}.items():
         args += ["--conf", f"{k}={v}"]
     return args
 
