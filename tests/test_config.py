@@ -45,6 +45,26 @@ def test_cluster_profile_loads():
     load_config(ROOT / "conf" / "cluster.yaml")
 
 
+def test_a_profile_extends_another_key_by_key(tmp_path):
+    (tmp_path / "base.yaml").write_text("paths:\n  raw_root: /r\n  database: base\n"
+                                        "spark:\n  conf:\n    a.b: '1'\n    c.d: '2'\n"
+                                        "ebf:\n  seq_len: {ad: 4, organic: 4, page: 4}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("extends: ../base.yaml\npaths:\n  database: child\n"
+                                                 "spark:\n  conf:\n    c.d: '3'\n"
+                                                 "ebf:\n  low_importance_attributes: [surface]\n")
+    c = load_config(tmp_path / "sub" / "child.yaml", ["spark.app_name=x"])
+    assert (c.paths.raw_root, c.paths.database) == ("/r", "child")  # mappings merge, the child's keys win
+    assert dict(c.spark.conf) == {"a.b": "1", "c.d": "3"} and c.spark.app_name == "x"
+    assert c.ebf.seq_len == {"ad": 4, "organic": 4, "page": 4} and c.ebf.low_importance_attributes == ("surface",)
+    (tmp_path / "base.yaml").write_text("extends: sub/child.yaml\n")
+    with pytest.raises(ConfigError, match="extends loop"):
+        load_config(tmp_path / "sub" / "child.yaml")
+    (tmp_path / "lone.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "lone.yaml")
+
+
 def test_job_exits_before_spark_on_bad_config(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stats:\n  forecast_horizon_s: 300\n  horizon_typo: 5\n")
