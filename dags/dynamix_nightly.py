@@ -1,6 +1,16 @@
-"""Airflow DAG ``dynamix_nightly``: denoise -> user_window_stats -> build_ebf -> maintenance, one run per day.
+"""Airflow DAG ``dynamix_nightly``: wait_for_raw -> denoise -> user_window_stats -> build_ebf -> maintenance,
+one run per day.
 
-Each task is the documented spark-submit line (docs/OPERATIONS.md) run by a ``BashOperator``:
+``wait_for_raw`` is a sensor (``PythonSensor``, reschedule mode: no worker slot held between pokes) on the day's
+raw partitions: it succeeds once ``<raw_root>/<source>/ds=<ds>/_SUCCESS`` (the profile's ``paths.raw_root`` and
+``paths.raw_ready_marker``) exists for every source, poking every ``DYNAMIX_RAW_POKE_S`` seconds (300), and
+fails after ``DYNAMIX_RAW_WAIT_S`` (6 h) without them; then nothing downstream runs (``DYNAMIX_RAW_SENSOR_MODE``:
+``poke`` for ``airflow dags test`` in the end-to-end test). It reads the profile's ``paths`` with PyYAML
+(following ``extends`` like the project's loader), not through the project. A raw root on an object store is
+not checked here (it passes): denoise's own input check, which fails a day without its markers before any
+write, stays the gate.
+
+Each other task is the documented spark-submit line (docs/OPERATIONS.md) run by a ``BashOperator``:
 
     cd <repo> && bash scripts/spark.sh submit <spark options> --py-files dist/dynamix_pyfiles.zip \\
         jobs/<job>.py --config <profile> --ds <ds>
@@ -54,11 +64,13 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.sensors.python import PythonSensor
     from airflow.sdk import DAG, Param
 except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.models.param import Param
     from airflow.operators.bash import BashOperator
+    from airflow.sensors.python import PythonSensor
 
 DAG_ID = "dynamix_nightly"
 REPO = os.environ.get("DYNAMIX_HOME", str(Path(__file__).resolve().parent.parent))
@@ -69,11 +81,16 @@ STEPS: list[tuple[str, str]] = [
     ("user_window_stats", "jobs/user_window_stats.py"),
     # No separate quality task: each job gates its own output (write, audit with Great Expectations, then
     # publish; docs/QUALITY.md), so a failed critical expectation fails that task with nothing published
-    # and the downstream tasks do not run. A day whose raw input is missing or lacks its _SUCCESS marker
-    # fails denoise before any write; the retries (10 min, backoff) then wait for a late landing.
+    # and the downstream tasks do not run. wait_for_raw holds the chain until the day's raw partitions have
+    # their _SUCCESS markers; denoise still checks them itself (a run started by hand without the sensor).
     ("build_ebf", "jobs/build_ebf.py"),
     ("maintenance", "jobs/maintenance.py"),  # OPTIMIZE / VACUUM / catalog registration: always last
 ]
+
+# The raw sources, one folder each under raw_root (schemas/raw.py's RAW_SOURCES; tests/test_airflow_dag.py
+# checks the two agree, since this file cannot import the project).
+RAW_SOURCES = ("ad_impressions", "conversions", "organic_impressions", "page_impressions")
+SENSOR_TASK_ID = "wait_for_raw"
 
 # A day's logs are complete (denoise tolerates events up to 1 h off their partition) this long after its end:
 # the scheduled run for day D starts at D+1 02:00 UTC.
@@ -120,6 +137,43 @@ def _ds_macro(params, dag_run) -> str:
 
 DS = "{{ dynamix_ds(params, dag_run) }}"
 
+
+def _profile_paths(profile: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The ``paths`` section of a profile, following ``extends`` (relative to the profile's folder, later keys
+    win) as ``dynamix_spark.config.load_config`` does, with PyYAML only."""
+    import yaml
+
+    if profile.resolve() in chain:
+        raise ValueError(f"{profile}: extends loop")
+    data = yaml.safe_load(profile.read_text()) or {}
+    base = data.get("extends")
+    paths = _profile_paths(profile.parent / base, (*chain, profile.resolve())) if base else {}
+    return {**paths, **(data.get("paths") or {})}
+
+
+def missing_raw_markers(repo: str, profile: str, ds: str) -> list[str]:
+    """What the day ``ds`` still lacks: the ``<raw_root>/<source>/ds=<ds>/<marker>`` files (the partition folder
+    when the profile's ``raw_ready_marker`` is ""). Relative paths are the repository's, as for the jobs.
+    Defaults as in ``PathsConfig``. A raw root on an object store (``s3a://...``) is not checked: []."""
+    paths = _profile_paths(Path(repo) / profile)
+    raw_root = str(paths.get("raw_root", "data/raw"))
+    marker = str(paths.get("raw_ready_marker", "_SUCCESS") or "")
+    if raw_root.startswith("file:"):
+        raw_root = raw_root[len("file:"):]
+    elif "://" in raw_root:
+        return []
+    root = Path(repo) / raw_root
+    wanted = [root / source / f"ds={ds}" for source in RAW_SOURCES]
+    return [str(p / marker if marker else p) for p in wanted if not (p / marker if marker else p).exists()]
+
+
+def _raw_ready(repo: str, profile: str, ds: str) -> bool:
+    missing = missing_raw_markers(repo, profile, ds)
+    if missing:
+        print(f"raw input of {ds} not complete, waiting for: {', '.join(missing)}")
+    return not missing
+
+
 SUBMIT = ('cd "{{ params.repo }}" &&'
           " bash scripts/spark.sh submit {{ params.spark_options }}"
           " --py-files {{ params.py_files }} {job} --config {{ params.profile }} --ds " + DS)
@@ -152,6 +206,15 @@ with DAG(
     },
     tags=["dynamix", "spark", "delta"],
 ) as dag:
-    tasks = [BashOperator(task_id=task_id, bash_command=SUBMIT.replace("{job}", job)) for task_id, job in STEPS]
+    wait_for_raw = PythonSensor(
+        task_id=SENSOR_TASK_ID,
+        python_callable=_raw_ready,
+        op_kwargs={"repo": "{{ params.repo }}", "profile": "{{ params.profile }}", "ds": DS},
+        mode=os.environ.get("DYNAMIX_RAW_SENSOR_MODE", "reschedule"),  # poke in the end-to-end test
+        poke_interval=float(os.environ.get("DYNAMIX_RAW_POKE_S", "300")),
+        timeout=float(os.environ.get("DYNAMIX_RAW_WAIT_S", str(6 * 3600))),  # then failed, no retry
+    )
+    tasks = [wait_for_raw] + [BashOperator(task_id=task_id, bash_command=SUBMIT.replace("{job}", job))
+                              for task_id, job in STEPS]
     for upstream, downstream in zip(tasks, tasks[1:]):
         upstream >> downstream

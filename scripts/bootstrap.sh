@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up, idempotent: the two sides of the deployment in their own virtual environments, each with
-# its pinned packages, and the pinned Delta jars resolved from Maven Central into .cache/jars:
+# its pinned packages, and the pinned Delta jars (and Derby's network server jars) resolved from Maven Central
+# into .cache/jars (.cache/derby):
 #   .venv        the Spark side (requirements.lock): PySpark, delta-spark, GX, pyarrow >= 18, numpy 2
 #   .venv-train  the training side (requirements-train.lock): torch, Petastorm, pyarrow 14, numpy 1.x, no PySpark
 #   .venv-airflow the scheduler (requirements-airflow.lock)
@@ -63,6 +64,13 @@ want_coord="$("$VENV/bin/python" scripts/fetch_delta_jars.py --print-coordinate)
 if [ "$(cat .cache/jars/COORDINATE 2>/dev/null || true)" != "$want_coord" ]; then
   log "resolving $want_coord from Maven Central into .cache/jars (once)"
   "$VENV/bin/python" scripts/fetch_delta_jars.py >&2
+fi
+# Derby's network server and client at the wheel's Derby version, for the shared local catalog
+# (scripts/sql_server.sh, conf/local_shared.yaml); the engine itself is the wheel's.
+want_derby="$("$VENV/bin/python" scripts/fetch_derby_jars.py --print-coordinate)"
+if [ "$(cat .cache/derby/COORDINATE 2>/dev/null || true)" != "$want_derby" ]; then
+  log "resolving $want_derby from Maven Central into .cache/derby (once)"
+  "$VENV/bin/python" scripts/fetch_derby_jars.py >&2
 fi
 
 # ---- the training side: .venv-train. requirements-train.lock is a full freeze installed with --no-deps:

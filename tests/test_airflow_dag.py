@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_PY = ROOT / ".venv-airflow" / "bin" / "python"
-ORDER = ["denoise", "user_window_stats", "build_ebf", "maintenance"]
+ORDER = ["wait_for_raw", "denoise", "user_window_stats", "build_ebf", "maintenance"]
+SUBMIT_TASKS = ORDER[1:]
 
 PROBE = r"""
 import json, sys, types
@@ -93,7 +94,33 @@ if dag is not None:
     cases["scheduled_param_ds"] = (first, {"ds": "2026-11-05"})
 
     def render(t, dag_run, params):
-        return env.from_string(t.bash_command).render(params={**defaults, **params}, dag_run=dag_run)
+        if hasattr(t, "bash_command"):
+            return env.from_string(t.bash_command).render(params={**defaults, **params}, dag_run=dag_run)
+        # the sensor: its templated arguments, in the same "... --ds <ds>" shape as the commands
+        kw = {k: env.from_string(v).render(params={**defaults, **params}, dag_run=dag_run) for k, v in t.op_kwargs.items()}
+        return json.dumps({k: kw[k] for k in ("repo", "profile")}) + " --ds " + kw["ds"]
+
+    # The sensor's check on a raw folder: a profile extending another, a marker of its own, one source late.
+    import os, tempfile
+    missing_raw_markers = dag.get_task("wait_for_raw").python_callable.__globals__["missing_raw_markers"]
+    tmp = tempfile.mkdtemp()
+    os.makedirs(f"{tmp}/conf")
+    open(f"{tmp}/conf/base.yaml", "w").write("paths:\n  raw_root: lake/raw\n  lake_root: lake/tables\n")
+    open(f"{tmp}/conf/child.yaml", "w").write("extends: base.yaml\npaths:\n  raw_ready_marker: _DONE\n")
+    open(f"{tmp}/conf/s3.yaml", "w").write("paths:\n  raw_root: s3a://bucket/raw\n")
+    sources = dag.get_task("wait_for_raw").python_callable.__globals__["RAW_SOURCES"]
+    for src in sources:
+        os.makedirs(f"{tmp}/lake/raw/{src}/ds=2026-11-02")
+        if src != "conversions":
+            open(f"{tmp}/lake/raw/{src}/ds=2026-11-02/_DONE", "w").close()
+    sensor_checks = {"sources": list(sources), "tmp": tmp,
+                     "one_late": missing_raw_markers(tmp, "conf/child.yaml", "2026-11-02"),
+                     "base_marker": len(missing_raw_markers(tmp, "conf/base.yaml", "2026-11-02")),
+                     "other_day": len(missing_raw_markers(tmp, "conf/child.yaml", "2026-11-03")),
+                     "object_store": missing_raw_markers(tmp, "conf/s3.yaml", "2026-11-02")}
+    open(f"{tmp}/lake/raw/conversions/ds=2026-11-02/_DONE", "w").close()
+    sensor_checks["all_in"] = missing_raw_markers(tmp, "conf/child.yaml", "2026-11-02")
+    sensor_checks["poke_all_in"] = dag.get_task("wait_for_raw").python_callable(tmp, "conf/child.yaml", "2026-11-02")
 
     macro = dag.user_defined_macros["dynamix_ds"]
     run_ds = macro.__globals__["run_ds"]
@@ -110,7 +137,7 @@ if dag is not None:
     out["dag"] = {
         "schedule": dag.timetable.serialize(), "timetable": type(dag.timetable).__name__,
         "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "params": defaults,
-        "params_ok": params_ok, "bad_param": bad_param,
+        "params_ok": params_ok, "bad_param": bad_param, "sensor_checks": sensor_checks,
         "first_interval": [first.data_interval_start.isoformat(), first.data_interval_end.isoformat(),
                            first.run_after.isoformat()],
         "cases": {name: {"logical_date": r.logical_date and r.logical_date.isoformat(),
@@ -121,6 +148,8 @@ if dag is not None:
         "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "downstream": sorted(t.downstream_task_ids),
                               "retries": t.retries, "depends_on_past": t.depends_on_past,
                               "operator": type(t).__name__,
+                              "mode": getattr(t, "mode", None), "poke_interval": getattr(t, "poke_interval", None),
+                              "timeout": getattr(t, "timeout", None),
                               "command": render(t, cases["scheduled_1"][0], {})}
                   for t in dag.tasks},
     }
@@ -159,14 +188,15 @@ def test_tasks_form_one_chain_in_pipeline_order(probe):
     assert set(ORDER) <= set(tasks)
     # One linear chain: one root, every task at most one upstream and one downstream.
     roots = [t for t, v in tasks.items() if not v["upstream"]]
-    assert roots == ["denoise"]
-    chain = ["denoise"]
+    assert roots == ["wait_for_raw"]
+    chain = ["wait_for_raw"]
     while tasks[chain[-1]]["downstream"]:
         (nxt,) = tasks[chain[-1]]["downstream"]
         assert tasks[nxt]["upstream"] == [chain[-1]]
         chain.append(nxt)
     assert len(chain) == len(tasks)
-    # Exactly the pipeline's steps (each job gates its own output with its quality suite: no separate task).
+    # The raw sensor, then exactly the pipeline's steps (each job gates its own output with its quality suite:
+    # no separate task).
     assert chain == ORDER
 
 
@@ -179,10 +209,28 @@ def test_schedule_catchup_retries(probe):
     # The first run processes 2026-11-01 (start_date) and starts at 02:00 the next day, when the day is in.
     assert dag["first_interval"] == ["2026-11-01T02:00:00+00:00", "2026-11-02T02:00:00+00:00",
                                      "2026-11-02T02:00:00+00:00"]
-    for t in dag["tasks"].values():
+    for task_id, t in dag["tasks"].items():
         assert t["retries"] == 2
         assert t["depends_on_past"] is True
-        assert t["operator"] == "BashOperator"
+        assert t["operator"] == ("PythonSensor" if task_id == "wait_for_raw" else "BashOperator")
+
+
+def test_the_raw_sensor_waits_for_every_sources_marker(probe):
+    """wait_for_raw: reschedule mode (no worker slot between pokes), every 5 min, gives up after 6 h; it looks
+    for the markers where the profile (followed through ``extends``) says, for the run's day and repository."""
+    from schemas.raw import RAW_SOURCES
+
+    t = probe["dag"]["tasks"]["wait_for_raw"]
+    assert (t["mode"], t["poke_interval"], t["timeout"]) == ("reschedule", 300, 6 * 3600)
+    assert json.loads(t["command"].split(" --ds ")[0]) == {"repo": str(ROOT), "profile": "conf/local.yaml"}
+    c = probe["dag"]["sensor_checks"]
+    assert c["sources"] == list(RAW_SOURCES)  # the DAG's copy of the list is the contract's
+    tmp = c["tmp"]
+    assert c["one_late"] == [f"{tmp}/lake/raw/conversions/ds=2026-11-02/_DONE"]
+    assert c["base_marker"] == len(RAW_SOURCES)  # base.yaml: the default _SUCCESS, which nobody wrote
+    assert c["other_day"] == len(RAW_SOURCES)
+    assert c["object_store"] == []  # not checked here: denoise's own input check decides
+    assert c["all_in"] == [] and c["poke_all_in"] is True
 
 
 def test_the_day_processed_is_the_day_named(probe):
@@ -215,7 +263,8 @@ def test_the_day_processed_is_the_day_named(probe):
 
 
 def test_commands_are_the_documented_spark_submit_lines(probe):
-    for task_id, t in probe["dag"]["tasks"].items():
+    for task_id in SUBMIT_TASKS:
+        t = probe["dag"]["tasks"][task_id]
         job = f"jobs/{task_id}.py"
         expected = (f'cd "{ROOT}" && bash scripts/spark.sh submit --master \'local[2]\' --py-files dist/dynamix_pyfiles.zip '
                     f"{job} --config conf/local.yaml --ds 2026-11-02")

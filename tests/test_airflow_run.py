@@ -1,8 +1,9 @@
 """A real Airflow run of the DAG (slow): ``airflow db migrate`` in a fresh AIRFLOW_HOME (SQLite), then
 ``airflow dags test dynamix_nightly <ds>`` in ``.venv-airflow``, which runs the four tasks' spark-submit lines
-(``scripts/spark.sh submit``) one after the other on a generated day. The tables afterwards equal a
-``jobs/nightly.py`` run of the same day; without the day's ``_SUCCESS`` marker the first task fails with the
-"incomplete raw input" message and no downstream task runs.
+(``scripts/spark.sh submit``) one after the other on a generated day, after the ``wait_for_raw`` sensor has
+found the day's ``_SUCCESS`` markers. The tables afterwards equal a ``jobs/nightly.py`` run of the same day;
+without one source's marker the sensor (poke mode, a 20 s timeout here: ``DYNAMIX_RAW_*``) names the missing
+file, fails, and no downstream task runs.
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def airflow_env(tmp_path_factory, tiny_cfg, tiny_raw):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNAMIX_", "AIRFLOW", "PYTHON", "PYSPARK", "SPARK_"))}
     env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "DYNAMIX_RETRIES": "0"})
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "DYNAMIX_RETRIES": "0",
+                # the raw sensor: poke in-process (airflow dags test), give up after 20 s
+                "DYNAMIX_RAW_SENSOR_MODE": "poke", "DYNAMIX_RAW_POKE_S": "2", "DYNAMIX_RAW_WAIT_S": "20"})
     r = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return root, env
@@ -78,7 +81,7 @@ def test_dags_test_runs_the_named_day_like_the_nightly_job(spark, airflow_env):
         spark.sql(f"DROP DATABASE IF EXISTS {cfg_ref.paths.database} CASCADE")
 
 
-def test_dags_test_without_the_marker_fails_denoise_and_nothing_downstream(airflow_env):
+def test_dags_test_without_the_marker_fails_the_sensor_and_nothing_downstream(airflow_env):
     root, env = airflow_env
     marker = root / "raw" / "conversions" / f"ds={DS}" / "_SUCCESS"
     marker.unlink()
@@ -88,10 +91,11 @@ def test_dags_test_without_the_marker_fails_denoise_and_nothing_downstream(airfl
         marker.write_text("")
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "DagRun failed" in out, out[-6000:]
-    assert f"incomplete raw input: {root}/raw/conversions/ds={DS} has no _SUCCESS marker" in out
-    assert not (root / "lake_nomarker" / "user_window_stats").exists()
-    assert _states(root, env) == {"denoise": "failed", "user_window_stats": "upstream_failed",
-                                  "build_ebf": "upstream_failed", "maintenance": "upstream_failed"}
+    assert f"waiting for: {root}/raw/conversions/ds={DS}/_SUCCESS" in out
+    assert not (root / "lake_nomarker").exists()  # denoise never started
+    assert _states(root, env) == {"wait_for_raw": "failed", "denoise": "upstream_failed",
+                                  "user_window_stats": "upstream_failed", "build_ebf": "upstream_failed",
+                                  "maintenance": "upstream_failed"}
 
 
 def _states(root, env) -> dict[str, str]:
