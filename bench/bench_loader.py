@@ -47,55 +47,75 @@ DATA = Path(os.environ.get("DYNAMIX_BENCH_DATA", "/tmp/dynamix-bench")) / "loade
 DS = "2026-11-02"
 
 
-def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows: int, seed: int = 0) -> Path:
-    """Write (once) the generated table; return its path."""
+def _write_file(path: str, rel: str, n: int, policy: str, segment: int, seq_len: int, row_group_rows: int,
+                seed: tuple[int, ...]) -> int:
+    """One generated Parquet file of ``n`` rows (a process-pool task); returns its size in bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from dynamix_spark.config import EbfConfig
-    from schemas.ebf import EBF_EXAMPLES_COLUMNS, EBF_EXAMPLES_JSON, EBF_SOURCES, LEN_COLUMNS, TARGET_COLUMNS, seq_col
+    from schemas.ebf import EBF_EXAMPLES_COLUMNS, EBF_SOURCES, LEN_COLUMNS, TARGET_COLUMNS, seq_col
     from training.loader import segment_columns
 
-    path = DATA / f"n{rows}_{policy}_L{seq_len}_f{files}_rg{row_group_rows}"
+    present = set(segment_columns(EbfConfig(seq_len={s: seq_len for s in EBF_SOURCES}), policy, segment))
+    data_fields = [c for c in EBF_EXAMPLES_COLUMNS if c not in ("ds", "policy", "segment")]
+    rng = np.random.default_rng(list(seed))
+    lengths = rng.integers(0, seq_len + 1, n).astype(np.int32)
+    pad = np.arange(seq_len)[None, :] >= lengths[:, None]
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * seq_len)
+    cols = {"user_id": pa.array(rng.integers(1, 1 << 40, n)),
+            "event_ts_us": pa.array(rng.integers(1_793_577_600_000_000, 1_793_664_000_000_000, n)),
+            "label": pa.array(rng.integers(0, 2, n).astype(np.int32)),
+            "segment_window_end_us": pa.nulls(n, pa.int64())}
+    for c in TARGET_COLUMNS:
+        cols[c] = pa.array(rng.integers(1, 1 << 31, n).astype(np.int32))
+    for src, attrs in EBF_SOURCES.items():
+        for a in attrs:
+            c = seq_col(src, a)
+            if c in present:
+                v = rng.integers(1, 1 << 31, (n, seq_len), dtype=np.int32)
+                v[pad] = 0
+                cols[c] = pa.ListArray.from_arrays(offsets, pa.array(v.ravel()))
+            else:
+                cols[c] = pa.nulls(n, pa.list_(pa.int32()))
+    for c in LEN_COLUMNS:
+        cols[c] = pa.array(lengths)
+    table = pa.table({name: cols[name] for name in data_fields})
+    out = Path(path) / rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out, row_group_size=row_group_rows, compression="snappy")
+    return out.stat().st_size
+
+
+def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows: int, seed: int = 0,
+               processes: int = 1, root: Path | None = None) -> Path:
+    """Write (once) the generated table under ``root`` (default: $DYNAMIX_BENCH_DATA/loader); return its path.
+
+    ``processes`` > 1 writes the files in a process pool (bench/gpu.py: a few million rows in seconds on a
+    16-core host). The Delta log is written last, so a table whose log exists is complete."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from schemas.ebf import EBF_EXAMPLES_JSON
+
+    path = (root or DATA) / f"n{rows}_{policy}_L{seq_len}_f{files}_rg{row_group_rows}"
     if (path / "_delta_log" / f"{0:020d}.json").exists():
         return path
-    ebf = EbfConfig(seq_len={s: seq_len for s in EBF_SOURCES})
-    rng = np.random.default_rng(seed)
-    data_fields = [c for c in EBF_EXAMPLES_COLUMNS if c not in ("ds", "policy", "segment")]
-    adds = []
+    tasks = []
     for segment in (0, 1):
-        present = set(segment_columns(ebf, policy, segment))
         seg_rows = rows // 2 + (rows % 2 if segment == 1 else 0)
         bounds = np.linspace(0, seg_rows, files + 1).astype(int)
         for f in range(files):
-            n = int(bounds[f + 1] - bounds[f])
-            lengths = rng.integers(0, seq_len + 1, n).astype(np.int32)
-            pad = np.arange(seq_len)[None, :] >= lengths[:, None]
-            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * seq_len)
-            cols = {"user_id": pa.array(rng.integers(1, 1 << 40, n)),
-                    "event_ts_us": pa.array(rng.integers(1_793_577_600_000_000, 1_793_664_000_000_000, n)),
-                    "label": pa.array(rng.integers(0, 2, n).astype(np.int32)),
-                    "segment_window_end_us": pa.nulls(n, pa.int64())}
-            for c in TARGET_COLUMNS:
-                cols[c] = pa.array(rng.integers(1, 1 << 31, n).astype(np.int32))
-            for src, attrs in EBF_SOURCES.items():
-                for a in attrs:
-                    c = seq_col(src, a)
-                    if c in present:
-                        v = rng.integers(1, 1 << 31, (n, seq_len)).astype(np.int32)
-                        v[pad] = 0
-                        cols[c] = pa.ListArray.from_arrays(offsets, pa.array(v.ravel()))
-                    else:
-                        cols[c] = pa.nulls(n, pa.list_(pa.int32()))
-            for c in LEN_COLUMNS:
-                cols[c] = pa.array(lengths)
-            table = pa.table({name: cols[name] for name in data_fields})
             rel = f"ds={DS}/policy={policy}/segment={segment}/part-{f:05d}-{uuid.uuid4()}.c000.snappy.parquet"
-            (path / rel).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path / rel, row_group_size=row_group_rows, compression="snappy")
-            adds.append({"add": {"path": rel, "partitionValues": {"ds": DS, "policy": policy, "segment": str(segment)},
-                                 "size": (path / rel).stat().st_size, "modificationTime": 0, "dataChange": True,
-                                 "stats": json.dumps({"numRecords": n})}})
+            tasks.append((str(path), rel, int(bounds[f + 1] - bounds[f]), policy, segment, seq_len, row_group_rows,
+                          (seed, segment, f)))
+    if processes > 1:
+        with ProcessPoolExecutor(processes) as pool:
+            sizes = list(pool.map(_write_file, *zip(*tasks)))
+    else:
+        sizes = [_write_file(*t) for t in tasks]
+    adds = [{"add": {"path": t[1], "partitionValues": {"ds": DS, "policy": policy, "segment": str(t[4])},
+                     "size": size, "modificationTime": 0, "dataChange": True,
+                     "stats": json.dumps({"numRecords": t[2]})}} for t, size in zip(tasks, sizes)]
     meta = {"metaData": {"id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
                          "schemaString": json.dumps(EBF_EXAMPLES_JSON), "partitionColumns": ["ds", "policy", "segment"],
                          "configuration": {}, "createdTime": 0}}
