@@ -74,9 +74,36 @@ def ddp_run(ebf_table) -> Path:
     """One node, two processes (torchrun --standalone --nproc_per_node=2), 12 steps."""
     root, _, _ = ebf_table
     out = root / "run_ddp"
-    _run(["--config", str(ROOT / "conf" / "local.yaml"), "--out", str(out),
+    _run(["--config", str(ROOT / "conf" / "local.yaml"), "--out", str(out), "--log-every", "3",
           *_overrides(root, **{"train.max_steps": 12})], nproc=2)
     return out
+
+
+def test_tensorboard_event_files_hold_train_and_eval_scalars_at_their_steps(ddp_run):
+    """Issue 19 (3): rank 0 alone writes event files beside ne_curve.png: train loss/NE every --log-every (3)
+    steps, evaluation NE/AUC every train.eval_every (4), the evaluation values equal to the report's curve."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = ddp_run
+    files = sorted(out.glob("events.out.tfevents.*"))
+    assert len(files) == 1  # rank 0 only
+    ea = EventAccumulator(str(out))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train/loss", "train/ne", "train/samples_per_s", "eval/ne", "eval/auc", "eval/log_loss"} <= tags
+    steps = lambda tag: [e.step for e in ea.Scalars(tag)]  # noqa: E731
+    assert steps("train/loss") == steps("train/ne") == steps("train/samples_per_s") == [3, 6, 9, 12]
+    assert steps("eval/ne") == steps("eval/auc") == [4, 8, 12]
+    rep = json.loads((out / "report.json").read_text())
+    assert [c["step"] for c in rep["curve"]] == [4, 8, 12]
+    for e, c in zip(ea.Scalars("eval/ne"), rep["curve"]):
+        assert e.value == pytest.approx(c["eval_ne"], rel=1e-6)
+    for e in ea.Scalars("train/loss") + ea.Scalars("train/ne") + ea.Scalars("train/samples_per_s"):
+        assert math.isfinite(e.value) and e.value > 0
+    # train NE (rank 0's batches since the last log point) near 1 on a barely trained model, not a loss sum
+    assert all(0.3 < e.value < 3 for e in ea.Scalars("train/ne"))
+    assert rep["log_every"] == 3 and rep["tensorboard_dir"] == str(out)
+    assert "tensorboard --logdir" in (out / "summary.md").read_text()
 
 
 def test_ddp_two_ranks_same_steps_equal_parameters_and_ne(ebf_table, ddp_run):

@@ -20,6 +20,11 @@
   (``training/baseline.py``) fitted on the rows DynInt trained on, scored on the same evaluation rows; the
   summary says in words when DynInt does not beat it.
 - ``<out>/report.json``, ``<out>/summary.md`` and ``<out>/ne_curve.png`` (NE over steps, paper Figure 5).
+- What a person watches while it runs (rank 0): TensorBoard event files in ``<out>/`` beside the PNG
+  (``tensorboard --logdir <out>`` or the runs' parent folder): ``train/loss``, ``train/ne`` (rank 0's batches
+  since the last log point) and ``train/samples_per_s`` every ``--log-every`` steps (default
+  :data:`LOG_EVERY`), ``eval/ne``, ``eval/auc``, ``eval/log_loss`` at every evaluation (``train.eval_every``);
+  and, on a terminal, a progress bar in samples with samples/s, loss and NE (quiet when stderr is not a TTY).
 """
 from __future__ import annotations
 
@@ -47,8 +52,13 @@ from training import baseline as lr_baseline  # noqa: E402
 from training.batch import Batch  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
-from training.metrics import BinaryMetrics  # noqa: E402
+from training.metrics import BinaryMetrics, binary_entropy  # noqa: E402
 from training.model import DynIntModel  # noqa: E402
+
+
+# Train loss / NE / samples/s go to TensorBoard every this many steps (``--log-every``). The config key
+# ``train.log_every`` belongs in TrainConfig (dynamix_spark/config.py) and is not there yet.
+LOG_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -145,8 +155,68 @@ def _broadcast_flag(flag: bool, d: Dist) -> bool:
     return bool(t.item())
 
 
-def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None = None, resume: bool = False) -> dict:
+class _TrainLog:
+    """Rank 0's running view of training: TensorBoard scalars every ``log_every`` steps and the progress bar.
+
+    ``train/ne`` is eq. 10 over rank 0's batches since the last log point (its own base rate), ``train/loss``
+    their mean loss (log loss + regularization), ``train/samples_per_s`` all ranks' samples over the wall time
+    since the last log point (evaluation included when one fell in it)."""
+
+    def __init__(self, out_dir: Path, log_every: int, total_steps: int, step: int, samples_per_step: int,
+                 desc: str) -> None:
+        from tqdm import tqdm
+
+        self.log_every, self.samples_per_step = log_every, samples_per_step
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:  # the lean GPU wheelhouse (bench/gpu.sh without --full) has no tensorboard
+            print(f"[train] no TensorBoard event files: {e}", file=sys.stderr, flush=True)
+        else:  # purge_step: after --resume, TensorBoard drops the interrupted run's events from this step on
+            self.writer = SummaryWriter(log_dir=str(out_dir), purge_step=step or None)
+        self.progress = tqdm(total=total_steps * samples_per_step, initial=step * samples_per_step, unit="sample",
+                             unit_scale=True, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty())
+        self._reset(step)
+
+    def _reset(self, step: int) -> None:
+        self.n, self.n_pos, self.ll_sum, self.loss_sum, self.steps = 0, 0.0, 0.0, 0.0, 0
+        self.step0, self.t0 = step, time.perf_counter()
+
+    def update(self, step: int, loss: torch.Tensor, y: torch.Tensor, p: torch.Tensor) -> None:
+        y64, p64 = y.double(), p.double().clamp(1e-7, 1 - 1e-7)
+        self.n += int(y64.numel())
+        self.n_pos += float(y64.sum())
+        self.ll_sum += float(-(y64 * p64.log() + (1 - y64) * (-p64).log1p()).sum())
+        self.loss_sum += float(loss)
+        self.steps += 1
+        self.progress.update(self.samples_per_step)
+        if step % self.log_every == 0:
+            h = binary_entropy(self.n_pos / self.n)
+            ne = self.ll_sum / self.n / h if h > 0 else float("nan")
+            rate = (step - self.step0) * self.samples_per_step / max(time.perf_counter() - self.t0, 1e-9)
+            self.scalars(step, {"train/loss": self.loss_sum / self.steps, "train/ne": ne,
+                                "train/samples_per_s": rate})
+            self.progress.set_postfix(step=step, loss=f"{self.loss_sum / self.steps:.4f}", ne=f"{ne:.4f}",
+                                      refresh=False)
+            self._reset(step)
+
+    def scalars(self, step: int, values: dict) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                if v is not None:
+                    self.writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None = None, resume: bool = False,
+          log_every: int = LOG_EVERY) -> dict:
     tc = cfg.train
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
     version = latest_version(table) if version is None else version
     train_days, eval_days = split_days(table, version, tc.policy, cfg.ebf.eval_days)
     torch.manual_seed(tc.seed)
@@ -180,11 +250,8 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     train_metrics = BinaryMetrics()
     step, samples, train_secs = state["step"], 0, 0.0
     stop = False
-    progress = None
-    if d.is_main:
-        from tqdm import tqdm
-        progress = tqdm(total=total, initial=step, desc=f"train {cfg.model.variant}/{tc.policy}", file=sys.stderr,
-                        disable=not sys.stderr.isatty())
+    tlog = (_TrainLog(out_dir, log_every, total, step, tc.batch_size * d.world, f"train {cfg.model.variant}/{tc.policy}")
+            if d.is_main else None)
     boundaries = epoch_boundaries(steps_per_epoch, total)
     if boundaries and d.is_main:
         print(f"[train] {tc.epochs} epochs configured: {total} steps over {steps_per_epoch} steps of rows per "
@@ -205,14 +272,16 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            train_metrics.update(b.label.float().detach(), torch.sigmoid(logits.detach()))
+            p_train = torch.sigmoid(logits.detach())
+            train_metrics.update(b.label.float().detach(), p_train)
             step += 1
             samples += len(b) * d.world
-            if progress:
-                progress.update(1)
+            if tlog:
+                tlog.update(step, loss.detach(), b.label.detach(), p_train)
             if step % tc.eval_every == 0 or step == total:
                 train_secs += time.perf_counter() - t0
-                stop = _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d)
+                stop = _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d,
+                                            tlog)
                 t0 = time.perf_counter()
             elif step % tc.checkpoint_every == 0 and d.is_main:
                 _save(ckpt, model, opt, {**state, "step": step})
@@ -220,8 +289,8 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
                 break
         else:
             train_secs += time.perf_counter() - t0
-    if progress:
-        progress.close()
+    if tlog:
+        tlog.close()
     _write_rank_file(out_dir, d, step, model)  # the last state, which checkpoint.pt also holds
     report = None
     if d.is_main:
@@ -252,6 +321,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
             "last": {"step": step, "eval": _headline(last)},
             "logreg_baseline": logreg,
             "curve": state["curve"], "loader": loader.describe(),
+            "log_every": log_every, "tensorboard_dir": str(out_dir) if tlog.writer is not None else None,
             "config": config_to_dict(cfg),
         }
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -328,11 +398,15 @@ def _atomic_save(path: Path, obj: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous file
 
 
-def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d: Dist) -> bool:
+def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d: Dist,
+                         tlog: _TrainLog | None = None) -> bool:
     stop = False
     if d.is_main:
         ev = _evaluate_prefix(model, eval_loader, cfg.train.eval_max_batches, d.device)
         tr = train_metrics.compute()
+        if tlog is not None:
+            tlog.scalars(step, {"eval/ne": ev["ne"], "eval/auc": ev["auc"], "eval/log_loss": ev["log_loss"],
+                                "train/ne_since_eval": tr["ne"]})
         state["curve"].append({"step": step, "eval_ne": ev["ne"], "train_ne": tr["ne"], "eval_auc": ev["auc"],
                                "eval_rows": ev["samples"]})
         print(json.dumps({"step": step, "eval_ne": round(ev["ne"], 5), "train_ne": round(tr["ne"], 5),
@@ -416,6 +490,9 @@ def summary_text(r: dict) -> str:
                      "after the first epoch boundary: the one-epoch overfitting of CTR models; train.epochs=1 "
                      "is the usual remedy.")
         lines.append(note)
+    if r.get("tensorboard_dir"):
+        lines.append(f"- TensorBoard: `tensorboard --logdir {r['tensorboard_dir']}` (train loss and NE every "
+                     f"{r.get('log_every')} steps, evaluation NE/AUC at every evaluation)")
     fmt = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
     lines += [f"- training {fmt(r['train_samples_per_s'])} samples/s; inference {fmt(r['inference_samples_per_s'])} "
               f"samples/s end to end, {fmt(r['inference_model_only_samples_per_s'])} model only; loader alone "
@@ -461,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", type=int, help="Delta version to pin (default: the latest)")
     p.add_argument("--out", help="run folder (default: <train.out_dir>/<variant>-<policy>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--log-every", type=int, default=LOG_EVERY,
+                   help=f"train loss/NE/samples/s to TensorBoard every N steps (default {LOG_EVERY})")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
     args = p.parse_args(argv)
     try:
@@ -472,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     table = args.table or str(Path(cfg.paths.lake_root) / "ebf_examples")
     out = Path(args.out or Path(cfg.train.out_dir) / f"{cfg.model.variant}-{cfg.train.policy}")
     try:
-        report = train(cfg, str(Path(table).resolve()), out, d, args.version, args.resume)
+        report = train(cfg, str(Path(table).resolve()), out, d, args.version, args.resume, args.log_every)
         if d.is_main:
             print(summary_text(report))
     finally:
