@@ -21,8 +21,9 @@ Knobs:
   ``petastorm.pytorch.BatchedDataLoader`` with the same shuffling capacity), for the ratio.
 
 Prints one JSON object: the knobs, ``snapshot_s`` (Delta log replay + planning), ``samples_per_s`` over all
-timed epochs (batches x batch size / wall time), ``first_batch_s`` and, with ``--stock``,
-``stock_samples_per_s``.
+timed epochs (batches x batch size / wall time), ``first_batch_s``, the process's CPU seconds and
+``samples_per_cpu_s`` (samples per CPU-second: the per-core rate), with ``--split`` the seconds per stage
+(:func:`time_split`) and, with ``--stock``, ``stock_samples_per_s``.
 
     .venv-train/bin/python bench/bench_loader.py --rows 200000 --batch-size 1024 --workers 2 --stock
 
@@ -31,6 +32,7 @@ timed epochs (batches x batch size / wall time), ``first_batch_s`` and, with ``-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -48,7 +50,7 @@ DS = "2026-11-02"
 
 
 def _write_file(path: str, rel: str, n: int, policy: str, segment: int, seq_len: int, row_group_rows: int,
-                seed: tuple[int, ...]) -> int:
+                seed: tuple[int, ...], ds: str = DS) -> int:
     """One generated Parquet file of ``n`` rows (a process-pool task); returns its size in bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -88,32 +90,36 @@ def _write_file(path: str, rel: str, n: int, policy: str, segment: int, seq_len:
 
 
 def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows: int, seed: int = 0,
-               processes: int = 1, root: Path | None = None) -> Path:
+               processes: int = 1, root: Path | None = None, days: tuple[str, ...] = (DS,)) -> Path:
     """Write (once) the generated table under ``root`` (default: $DYNAMIX_BENCH_DATA/loader); return its path.
 
     ``processes`` > 1 writes the files in a process pool (bench/gpu.py: a few million rows in seconds on a
-    16-core host). The Delta log is written last, so a table whose log exists is complete."""
+    16-core host). ``days``: ``rows`` rows for each of these ``ds`` (two days make a table that
+    ``training/train.py`` can split into training and evaluation). The Delta log is written last, so a table
+    whose log exists is complete."""
     from concurrent.futures import ProcessPoolExecutor
 
     from schemas.ebf import EBF_EXAMPLES_JSON
 
-    path = (root or DATA) / f"n{rows}_{policy}_L{seq_len}_f{files}_rg{row_group_rows}"
+    path = (root or DATA) / (f"n{rows}_{policy}_L{seq_len}_f{files}_rg{row_group_rows}"
+                             + (f"_d{len(days)}" if tuple(days) != (DS,) else ""))
     if (path / "_delta_log" / f"{0:020d}.json").exists():
         return path
     tasks = []
-    for segment in (0, 1):
-        seg_rows = rows // 2 + (rows % 2 if segment == 1 else 0)
-        bounds = np.linspace(0, seg_rows, files + 1).astype(int)
-        for f in range(files):
-            rel = f"ds={DS}/policy={policy}/segment={segment}/part-{f:05d}-{uuid.uuid4()}.c000.snappy.parquet"
-            tasks.append((str(path), rel, int(bounds[f + 1] - bounds[f]), policy, segment, seq_len, row_group_rows,
-                          (seed, segment, f)))
+    for d, ds in enumerate(days):
+        for segment in (0, 1):
+            seg_rows = rows // 2 + (rows % 2 if segment == 1 else 0)
+            bounds = np.linspace(0, seg_rows, files + 1).astype(int)
+            for f in range(files):
+                rel = f"ds={ds}/policy={policy}/segment={segment}/part-{f:05d}-{uuid.uuid4()}.c000.snappy.parquet"
+                tasks.append((str(path), rel, int(bounds[f + 1] - bounds[f]), policy, segment, seq_len,
+                              row_group_rows, (seed, segment, f) if d == 0 else (seed, segment, f, d), ds))
     if processes > 1:
         with ProcessPoolExecutor(processes) as pool:
             sizes = list(pool.map(_write_file, *zip(*tasks)))
     else:
         sizes = [_write_file(*t) for t in tasks]
-    adds = [{"add": {"path": t[1], "partitionValues": {"ds": DS, "policy": policy, "segment": str(t[4])},
+    adds = [{"add": {"path": t[1], "partitionValues": {"ds": t[8], "policy": policy, "segment": str(t[4])},
                      "size": size, "modificationTime": 0, "dataChange": True,
                      "stats": json.dumps({"numRecords": t[2]})}} for t, size in zip(tasks, sizes)]
     meta = {"metaData": {"id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
@@ -124,6 +130,47 @@ def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows:
     lines = [{"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}, meta] + adds
     (log / f"{0:020d}.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def time_split(out: dict):
+    """Seconds spent in the loader's stages while the block runs (``--split``), by wrapping them: ``decode``
+    (Parquet row-group reads, in the reader threads, summed over threads), and in the consuming thread
+    ``arrow_to_numpy`` (list columns to matrices), ``shuffle_copy`` (the shuffle buffer's concatenations and
+    gathers), ``to_batch`` (int64 widening, tensors). What the consuming thread spends elsewhere is mostly
+    waiting for the reader threads (``wait_and_other``, filled in by the caller)."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    import training.loader as L
+
+    lock = threading.Lock()
+    for k in ("decode", "arrow_to_numpy", "shuffle_copy", "to_batch"):
+        out[k] = 0.0
+
+    def timed(fn, key):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                dt = time.perf_counter() - t0
+                with lock:
+                    out[key] += dt
+        return wrapper
+
+    saved = [(pq.ParquetFile, "read_row_group"), (L, "column_to_numpy"), (L, "_take"), (L, "_concat"),
+             (L.EbfLoader, "_to_batch")]
+    originals = [getattr(o, n) for o, n in saved]
+    keys = ["decode", "arrow_to_numpy", "shuffle_copy", "shuffle_copy", "to_batch"]
+    for (o, n), fn, key in zip(saved, originals, keys):
+        setattr(o, n, timed(fn, key))
+    try:
+        yield out
+    finally:
+        for (o, n), fn in zip(saved, originals):
+            setattr(o, n, fn)
 
 
 def time_loader(path: Path, args) -> dict:
@@ -137,17 +184,26 @@ def time_loader(path: Path, args) -> dict:
                        shuffle_buffer=args.shuffle_buffer)
     snapshot_s = time.perf_counter() - t0
     batches, first = 0, None
-    t0 = time.perf_counter()
-    for epoch in range(args.epochs):
-        loader.set_epoch(epoch)
-        for _ in loader:
-            batches += 1
-            if first is None:
-                first = time.perf_counter() - t0
-    wall = time.perf_counter() - t0
-    return {"snapshot_s": round(snapshot_s, 3), "first_batch_s": round(first or 0.0, 3), "wall_s": round(wall, 2),
-            "batches": batches, "samples_per_s": round(batches * args.batch_size / wall),
-            "steps_per_epoch": loader.steps_per_epoch, "describe": loader.describe()}
+    split: dict = {}
+    cpu0 = time.process_time()
+    with (time_split(split) if args.split else contextlib.nullcontext()):
+        t0 = time.perf_counter()
+        for epoch in range(args.epochs):
+            loader.set_epoch(epoch)
+            for _ in loader:
+                batches += 1
+                if first is None:
+                    first = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    out = {"snapshot_s": round(snapshot_s, 3), "first_batch_s": round(first or 0.0, 3), "wall_s": round(wall, 2),
+           "batches": batches, "samples_per_s": round(batches * args.batch_size / wall),
+           "process_cpu_s": round(cpu, 2), "samples_per_cpu_s": round(batches * args.batch_size / cpu),
+           "steps_per_epoch": loader.steps_per_epoch, "describe": loader.describe()}
+    if args.split:
+        consumer = split["arrow_to_numpy"] + split["shuffle_copy"] + split["to_batch"]
+        out["split_s"] = {k: round(v, 3) for k, v in split.items()} | {"wait_and_other": round(wall - consumer, 3)}
+    return out
 
 
 def time_stock(path: Path, args) -> dict:
@@ -192,6 +248,7 @@ def main() -> None:
     p.add_argument("--shard-count", type=int, default=1)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--stock", action="store_true")
+    p.add_argument("--split", action="store_true", help="also report the seconds spent per stage (time_split)")
     args = p.parse_args()
     t0 = time.perf_counter()
     path = make_table(args.rows, args.policy, args.seq_len, args.files, args.row_group_rows)

@@ -248,7 +248,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
                             pin_memory=d.device.type == "cuda") if d.is_main else None
     loss_fn = torch.nn.BCEWithLogitsLoss()
     train_metrics = BinaryMetrics()
-    step, samples, train_secs = state["step"], 0, 0.0
+    step, samples, train_secs, loader_wait_s = state["step"], 0, 0.0, 0.0
     stop = False
     tlog = (_TrainLog(out_dir, log_every, total, step, tc.batch_size * d.world, f"train {cfg.model.variant}/{tc.policy}")
             if d.is_main else None)
@@ -261,10 +261,12 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
               file=sys.stderr, flush=True)
     while step < total and not stop:
         epoch, skip = divmod(step, steps_per_epoch)
-        t0 = time.perf_counter()
+        t0 = t_ready = time.perf_counter()
         for i, b in enumerate(loader.iter_epoch(epoch)):
             if i < skip:  # resume: the same order as the interrupted run, already trained on
+                t_ready = time.perf_counter()
                 continue
+            loader_wait_s += time.perf_counter() - t_ready  # this rank's wait for the batch (issue 19)
             b = b.to(d.device, non_blocking=True)
             with _autocast(d.device):
                 logits = ddp(b).float()
@@ -285,6 +287,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
                 t0 = time.perf_counter()
             elif step % tc.checkpoint_every == 0 and d.is_main:
                 _save(ckpt, model, opt, {**state, "step": step})
+            t_ready = time.perf_counter()
             if step >= total or stop:
                 break
         else:
@@ -314,6 +317,8 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
             "world_size": d.world, "device": str(d.device), "steps": step, "steps_per_epoch": steps_per_epoch,
             "epochs_configured": tc.epochs, "epoch_boundaries": boundaries,
             "train_samples_per_s": samples / train_secs if train_secs > 0 else None,
+            # rank 0's seconds between finishing a step and receiving the next batch, over its training time
+            "loader_wait_s": loader_wait_s, "loader_wait_share": loader_wait_s / train_secs if train_secs > 0 else None,
             "inference_samples_per_s": final["samples_per_s"],
             "inference_model_only_samples_per_s": model_rate,
             "loader_samples_per_s": loader_rate,
@@ -494,6 +499,9 @@ def summary_text(r: dict) -> str:
         lines.append(f"- TensorBoard: `tensorboard --logdir {r['tensorboard_dir']}` (train loss and NE every "
                      f"{r.get('log_every')} steps, evaluation NE/AUC at every evaluation)")
     fmt = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
+    if r.get("loader_wait_share") is not None:
+        lines.append(f"- rank 0 waited for the loader {r['loader_wait_share']:.0%} of its training time "
+                     f"({r['loader_wait_s']:.1f} s)")
     lines += [f"- training {fmt(r['train_samples_per_s'])} samples/s; inference {fmt(r['inference_samples_per_s'])} "
               f"samples/s end to end, {fmt(r['inference_model_only_samples_per_s'])} model only; loader alone "
               f"{fmt(r['loader_samples_per_s'])} samples/s", ""]
