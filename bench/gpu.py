@@ -102,7 +102,8 @@ class _Step:
     def __init__(self, model: DynIntModel, phase: str, mode: str, device: torch.device, precision: str,
                  compile_backend: str) -> None:
         self.model, self.phase, self.device, self.precision = model, phase, device, precision
-        self.forward = torch.compile(model, backend=compile_backend) if mode == "compile" else model
+        # static shapes: one graph per batch size, as a training job with a fixed batch compiles it
+        self.forward = torch.compile(model, backend=compile_backend, dynamic=False) if mode == "compile" else model
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-3) if phase == "train" else None
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -167,6 +168,8 @@ def _measure(table: Path, args, device: torch.device, variant: str, batch_size: 
              device_batches: list) -> list[dict]:
     """The four rows of one (variant, batch, mode): train/infer x device/loader."""
     torch.manual_seed(0)
+    if mode == "compile":  # each (variant, batch) compiles afresh; dynamo's recompile limit never turns a
+        torch._dynamo.reset()  # compiled row into a silently eager one
     model = DynIntModel(_model_cfg(args, variant)).to(device)
     rows = []
     for phase in ("train", "infer"):
@@ -273,7 +276,7 @@ def _run_ddp(table: Path, args, nproc: int, single: list[dict]) -> dict:
            str(Path(__file__).resolve()), "--ddp-worker", "--table", str(table), "--ddp-out", str(out_file),
            "--variants", args.variants[0], "--batch-sizes", str(args.batch_sizes[0]), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--device-batches", str(args.device_batches), "--seq-len",
-           str(args.seq_len), "--loader-workers", str(args.loader_workers), "--shuffle-buffer",
+           str(args.seq_len), "--loader-workers", str(max(1, args.loader_workers // nproc)), "--shuffle-buffer",
            str(args.shuffle_buffer), "--precision", args.precision]
     if args.smoke:
         cmd.append("--smoke")
