@@ -17,7 +17,8 @@
 #   bash bench/gpu.sh setup                 only the set-up: the wheels installed --no-deps into .gpu-site/, put
 #                                           first on PYTHONPATH, so numpy 1.26 / pyarrow 14 shadow a system numpy 2
 #                                           and the host's torch (system, venv or conda alike) stays in use
-# PYTHON names the host's interpreter (default python3).
+# PYTHON names the host's interpreter (default python3). GPU_PYTHON_VERSION (default 3.12) is the Python the
+# wheelhouse is built for (recorded in dist/gpu_wheels/PYTHON_VERSION; set-up refuses another).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -25,6 +26,7 @@ WHEELS="$ROOT/dist/gpu_wheels"
 BUNDLE="$ROOT/dist/gpu_bundle.tar.xz"
 SITE="$ROOT/.gpu-site"
 PY="${PYTHON:-python3}"
+PYV="${GPU_PYTHON_VERSION:-3.12}"
 log() { echo "[gpu.sh] $*" >&2; }
 
 reqs() {  # the requirement files of the wheelhouse; --full adds the report's
@@ -37,11 +39,12 @@ wheelhouse() {
   rm -rf "$WHEELS"; mkdir -p "$WHEELS"
   local files=(); for f in $(reqs "${1:-}"); do files+=(-r "$f"); done
   "$pip_py" -m pip download -q --no-deps --only-binary :all: --dest "$WHEELS" \
-    --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
+    --python-version "$PYV" --implementation cp --abi "cp${PYV/./}" --abi abi3 --abi none \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     --platform any "${files[@]}" >&2
   if ls "$WHEELS" | grep -qi '^torch-'; then log "ERROR: torch in the wheelhouse"; exit 1; fi
   (cd "$WHEELS" && for w in *.whl; do printf '%s %s\n' "$w" "$(stat -c %s "$w")"; done) > "$WHEELS/MANIFEST.txt"
+  echo "$PYV" > "$WHEELS/PYTHON_VERSION"
   log "$(ls "$WHEELS"/*.whl | wc -l) wheels, $(du -sb "$WHEELS" | cut -f1) bytes in $WHEELS (MANIFEST.txt)"
 }
 
@@ -59,7 +62,8 @@ for w in sorted(src.glob("*.whl")):
     with zipfile.ZipFile(w) as zin, zipfile.ZipFile(dst / w.name, "w", zipfile.ZIP_STORED) as zout:
         for info in zin.infolist():
             zout.writestr(info, zin.read(info), compress_type=zipfile.ZIP_STORED)
-(dst / "MANIFEST.txt").write_text((src / "MANIFEST.txt").read_text())
+for name in ("MANIFEST.txt", "PYTHON_VERSION"):
+    (dst / name).write_text((src / name).read_text())
 EOF
   tar -C "$stage" -cf - gpu_wheels | xz -T0 -6 > "$BUNDLE.tmp"
   mv "$BUNDLE.tmp" "$BUNDLE"
@@ -74,7 +78,8 @@ setup() {
     log "unpacking $BUNDLE"
     "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$BUNDLE" "$ROOT/dist"
   fi
-  "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 12), f"the wheelhouse is for Python 3.12, not {sys.version}"'
+  local built; built="$(cat "$WHEELS/PYTHON_VERSION" 2>/dev/null || echo 3.12)"
+  "$PY" -c 'import sys; v = sys.argv[1]; assert "%d.%d" % sys.version_info[:2] == v, f"the wheelhouse is for Python {v}, not {sys.version} (GPU_PYTHON_VERSION=... bash bench/gpu.sh wheelhouse)"' "$built"
   rm -rf "$SITE"; mkdir -p "$SITE"
   local t0=$SECONDS
   if "$PY" -m pip --version >/dev/null 2>&1; then
