@@ -9,6 +9,14 @@ one by one, so that a problem is reported with the file that has it:
 - values that do not parse as the contract's type become a quarantine reason ``unparsable:<column>``
   (row level), never a silent null.
 Files with the same schema are read together, so the cost is one scan per distinct schema.
+
+Physical types written by other tools (docs/RELIABILITY.md, "Raw files written by other tools"): INT96 and
+TIMESTAMP_MILLIS/MICROS timestamps, with or without a time zone, and ids as int32 or digit strings convert
+with the casts below. TIMESTAMP(NANOS) columns, pandas' default for ``datetime64[ns]``, Spark cannot read as
+timestamps at all: the session reads them as epoch nanoseconds (``spark.sql.legacy.parquet.nanosAsLong``,
+set by ``dynamix_spark.session.build_spark``), the footer says which columns they are, and they are converted
+here with integer arithmetic: floor to the microsecond (sub-microsecond digits truncated), a naive value
+taken as UTC, like every naive timestamp here (the session time zone is UTC).
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from collections import defaultdict
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import LongType, StructType, TimestampType
 
 from schemas.raw import RAW_SCHEMAS
 
@@ -74,11 +82,57 @@ def mark_partition_ready(spark: SparkSession, path: str, marker: str = "_SUCCESS
     fs.create(hpath, True).close()
 
 
-def _file_schema(spark: SparkSession, file: str) -> StructType:
+NANOS_AS_LONG_CONF = "spark.sql.legacy.parquet.nanosAsLong"
+
+
+def _unreadable(file: str, e: Exception) -> RawInputError:
+    java = getattr(e, "java_exception", None)  # a py4j call's own message says only which method failed
+    detail = str(java.toString()) if java is not None else str(e)
+    return RawInputError(f"{file}: unreadable Parquet file ({type(e).__name__}: {detail.splitlines()[0][:300]})")
+
+
+def _nanos_columns(spark: SparkSession, file: str) -> frozenset[str]:
+    """Top-level columns of ``file`` stored as TIMESTAMP(NANOS, ...), from its Parquet footer (any Hadoop FS)."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(file)
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
+        jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, spark.sparkContext._jsc.hadoopConfiguration()))
     try:
-        return spark.read.parquet(file).schema
+        names = set()
+        for field in reader.getFooter().getFileMetaData().getSchema().getFields():
+            logical = field.getLogicalTypeAnnotation()
+            if logical is not None and logical.toString().startswith("TIMESTAMP(NANOS"):
+                names.add(field.getName())
+        return frozenset(names)
+    finally:
+        reader.close()
+
+
+def _file_schema(spark: SparkSession, file: str) -> tuple[StructType, frozenset[str]]:
+    """Spark's schema of ``file`` and its TIMESTAMP(NANOS) columns (bigint epoch nanoseconds in that schema)."""
+    try:
+        nanos = _nanos_columns(spark, file)
+    except Exception as e:  # py4j wraps the reader's IOException
+        raise _unreadable(file, e)
+    if nanos and str(spark.conf.get(NANOS_AS_LONG_CONF, "false")).lower() != "true":
+        raise RawInputError(f"{file}: columns {sorted(nanos)} are TIMESTAMP(NANOS) (pandas' default for datetime64[ns]),"
+                            f" which Spark reads only with {NANOS_AS_LONG_CONF}=true (dynamix_spark.session sets it)")
+    try:
+        schema = spark.read.parquet(file).schema
     except Exception as e:  # Spark wraps footer errors in several exception types
-        raise RawInputError(f"{file}: unreadable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:300]})")
+        raise _unreadable(file, e)
+    for name in nanos:
+        if name in schema.fieldNames() and not isinstance(schema[name].dataType, LongType):
+            raise RawInputError(f"{file}: TIMESTAMP(NANOS) column '{name}' read as {schema[name].dataType.simpleString()},"
+                                f" not as epoch nanoseconds")
+    return schema, nanos
+
+
+def _micros_from_nanos(name: str) -> Column:
+    """Epoch nanoseconds -> timestamp, floored to the microsecond in exact long arithmetic (no double: a double
+    holds epoch nanoseconds of today only to about 256 ns; no ``c - pmod(c, 1000)``: it could overflow)."""
+    c = f"`{name}`"
+    return F.timestamp_micros(F.expr(f"{c} div 1000 - if({c} % 1000 < 0, 1, 0)"))
 
 
 def _typed_column(name: str, file_type, contract_type) -> tuple[Column, Column | None]:
@@ -98,17 +152,18 @@ def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str,
     """
     contract = RAW_SCHEMAS[source]
     files = check_partition_ready(spark, raw_root, source, ds, ready_marker)
-    groups: dict[str, list[str]] = defaultdict(list)
-    schemas: dict[str, StructType] = {}
+    # A nanos column and a genuine bigint have the same Spark schema: the nanos columns are part of the key.
+    groups: dict[tuple[str, frozenset[str]], list[str]] = defaultdict(list)
+    schemas: dict[tuple[str, frozenset[str]], StructType] = {}
     for f in files:
-        s = _file_schema(spark, f)
-        key = s.json()
+        s, nanos = _file_schema(spark, f)
+        key = (s.json(), nanos)
         schemas[key] = s
         groups[key].append(f)
 
     parts: list[DataFrame] = []
     for key, group in groups.items():
-        schema = schemas[key]
+        schema, nanos = schemas[key], key[1]
         by_name = {fld.name: fld for fld in schema.fields}
         for fld in contract.fields:
             if fld.name not in by_name:
@@ -118,6 +173,12 @@ def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str,
             log.warning("%s: ignoring unknown columns %s (%d file(s) of %s)", group[0], extra, len(group), source)
         cols, flags = [], []
         for fld in contract.fields:
+            if fld.name in nanos:
+                if not isinstance(fld.dataType, TimestampType):
+                    raise RawInputError(f"{group[0]}: column '{fld.name}' is a TIMESTAMP(NANOS) column, the {source} "
+                                        f"contract wants {fld.dataType.simpleString()}")
+                cols.append(_micros_from_nanos(fld.name).alias(fld.name))  # every long converts: no flag
+                continue
             col, bad = _typed_column(fld.name, by_name[fld.name].dataType, fld.dataType)
             cols.append(col)
             if bad is not None:

@@ -71,6 +71,10 @@ def build_spark(app_name: str, spark_conf: Mapping[str, str] | None = None, *,
         "spark.sql.execution.arrow.pyspark.enabled": "false",
         # Delta's replaceWhere must only ever touch the partitions a run names.
         "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "true",
+        # Parquet TIMESTAMP(NANOS) (pandas' default to_parquet) reads as bigint epoch nanoseconds, which
+        # raw_io converts to the contract's timestamp; without it Spark refuses such a file. Nothing else changes:
+        # no other Parquet type reads differently, and the pipeline writes no nanosecond timestamps.
+        "spark.sql.legacy.parquet.nanosAsLong": "true",
     }
     conf.update(DELTA_CONF)
     if not {"spark.jars", "spark.jars.packages"} & set(spark_conf or {}) and not _submitted_with_jars():
