@@ -169,6 +169,19 @@ def test_job_one_example_per_impression_per_policy(spark, ebf_run):
     assert rm and rm[-1]["rows_in"] == n_day
 
 
+def test_job_report_figures_equal_counts_of_the_written_table(spark, ebf_run):
+    """The report's examples, positives, per-segment counts and largest user, against pandas counts of one
+    policy's written partition (every policy holds every example once)."""
+    _, report, lake = ebf_run
+    ex = (spark.read.format("delta").load(f"{lake}/ebf_examples")
+          .where((F.col("ds") == MID_DS) & (F.col("policy") == "baseline"))
+          .select("user_id", "label", "segment").toPandas())
+    assert report["examples"] == len(ex) > 0
+    assert report["positives"] == int(ex["label"].sum())
+    assert report["segments"] == {str(k): int(v) for k, v in ex["segment"].value_counts().items()}
+    assert report["max_examples_per_user"] == int(ex["user_id"].value_counts().max())
+
+
 def test_job_against_brute_force(spark, ebf_run):
     """Labels, ad/organic lengths and segments of every example, from pandas scans of the clean tables."""
     cfg, _, lake = ebf_run
