@@ -93,10 +93,9 @@ def _unreadable(file: str, e: Exception) -> RawInputError:
 
 def _nanos_columns(spark: SparkSession, file: str) -> frozenset[str]:
     """Top-level columns of ``file`` stored as TIMESTAMP(NANOS, ...), from its Parquet footer (any Hadoop FS)."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(file)
-    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
-        jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, spark.sparkContext._jsc.hadoopConfiguration()))
+    parquet = spark.sparkContext._jvm.org.apache.parquet.hadoop
+    fs, hpath = _hadoop(spark, file)
+    reader = parquet.ParquetFileReader.open(parquet.util.HadoopInputFile.fromPath(hpath, fs.getConf()))
     try:
         names = set()
         for field in reader.getFooter().getFileMetaData().getSchema().getFields():
