@@ -82,6 +82,27 @@ def run_dynamix(inp: Path, s: int) -> dict:
     return {"wall_s": wall, "n_pos": int(n_pos)}
 
 
+def run_arrow(inp: Path, s: int) -> dict:
+    """The labelling's sort, then labels and partial statistics in one ``mapInArrow`` pass
+    (``bench/stats_arrow.py``, a candidate not adopted), then the same merge per window."""
+    from pyspark.sql import functions as F
+
+    from dynamix_spark.config import StatsConfig
+    from dynamix_spark.session import build_spark
+    from stats_arrow import window_stats_arrow
+
+    spark = build_spark("bench-arrow", SPARK_CONF, master="local[2]")
+    spark.sparkContext.addPyFile(str(ROOT / "bench" / "stats_arrow.py"))  # the Python workers import it too
+    imps, conv = spark.read.parquet(str(inp / "imps")), spark.read.parquet(str(inp / "conv"))
+    spark.range(1).count()
+    t0 = time.perf_counter()
+    window_stats_arrow(imps, conv, StatsConfig(forecast_horizon_s=s)).write.mode("overwrite").parquet(
+        str(inp / "out_arrow"))
+    wall = time.perf_counter() - t0
+    n_pos = spark.read.parquet(str(inp / "out_arrow")).agg(F.sum("n_pos")).first()[0]
+    return {"wall_s": wall, "n_pos": int(n_pos)}
+
+
 def run_sort_floor(inp: Path, s: int) -> dict:
     """The floor of any one-sort formulation: shuffle the impressions by user and sort them, nothing else."""
     from pyspark.sql import functions as F
@@ -148,7 +169,7 @@ def run_duckdb(inp: Path, s: int) -> dict:
     return {"wall_s": wall, "n_pos": int(n_pos)}
 
 
-METHODS = {"dynamix": run_dynamix, "sort_floor": run_sort_floor, "range_join": run_range_join,
+METHODS = {"dynamix": run_dynamix, "arrow": run_arrow, "sort_floor": run_sort_floor, "range_join": run_range_join,
            "duckdb": run_duckdb}
 
 
@@ -202,13 +223,14 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 50_000_000])
     p.add_argument("--horizons", type=int, nargs="+", default=[60, 300, 3600])
     p.add_argument("--range-join-max", type=int, default=10_000_000, help="largest size to run the range join on")
+    p.add_argument("--methods", nargs="+", default=sorted(METHODS), choices=sorted(METHODS))
     p.add_argument("--timeout", type=int, default=1800)
     p.add_argument("--out", default=str(ROOT / "bench" / "results_stats.json"))
     args = p.parse_args()
     results = []
     for n in args.sizes:
         inp = make_input(n)
-        for method in METHODS:
+        for method in args.methods:
             if method == "range_join" and n > args.range_join_max:
                 continue
             horizons = args.horizons if method == "dynamix" and n == sorted(args.sizes)[min(1, len(args.sizes) - 1)] else [300]

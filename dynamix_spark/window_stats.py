@@ -121,6 +121,13 @@ def window_stats(labelled: DataFrame, cfg: StatsConfig) -> DataFrame:
         (F.coalesce(F.var_pop(F.when(~pos, x)), F.lit(0.0)) * F.sum(1 - F.col("label"))).alias("m2n"),
     )
 
+    return _merge_partials(part, cfg)
+
+
+def _merge_partials(part: DataFrame, cfg: StatsConfig) -> DataFrame:
+    """Partial statistics per (user, bucket, window) -> the window's statistics (level 2 of
+    :func:`window_stats`)."""
+
     def merged(n: str, m: str, m2: str, prefix: str) -> list[Column]:
         total = F.sum(n)
         mean = F.sum(F.col(n) * F.col(m)) / total
