@@ -60,6 +60,7 @@ def tiny_overrides(root: Path) -> list[str]:
         f"paths.raw_root={root}/raw",
         f"paths.lake_root={root}/lake",
         f"paths.truth_root={root}/truth",
+        f"quality.docs_dir={root}/quality_docs",  # the tests' Data Docs stay under their temporary folder
         f"generator.start_date={TEST_DATES[0]}",
         f"generator.days={len(TEST_DATES)}",
         "generator.n_users=150",

@@ -99,7 +99,7 @@ def test_equals_previous_build_on_demo_day(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_day")
     cfg = load_config(ROOT / "conf" / "local.yaml", [
         f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", f"paths.truth_root={root}/truth",
-        "spark.conf={}"])
+        f"quality.docs_dir={root}/quality_docs", "spark.conf={}"])
     write_raw(spark, cfg.generator, cfg.paths.raw_root, cfg.paths.truth_root)
     days = [(dt.date.fromisoformat(cfg.generator.start_date) + dt.timedelta(days=k)).isoformat()
             for k in range(cfg.generator.days)]

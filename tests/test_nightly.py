@@ -29,7 +29,8 @@ def lake(spark, tiny_cfg, tiny_raw, tmp_path_factory):
     shutil.copytree(tiny_cfg.paths.raw_root, root / "raw")
     cfg = load_config(ROOT / "conf" / "local.yaml", [
         f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", f"paths.truth_root={root}/truth",
-        "paths.database=nightly_test", "spark.conf={}", "ebf.build_policies=[baseline, remove_passive]",
+        f"quality.docs_dir={root}/quality_docs", "paths.database=nightly_test", "spark.conf={}",
+        "ebf.build_policies=[baseline, remove_passive]",
         f"generator.start_date={D1}"])
     report = nightly.run(spark, cfg, [D1, D2])
     yield cfg, report
