@@ -519,10 +519,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", help="run folders (default: <train.out_dir>/experiments)")
     p.add_argument("--no-ablation", action="store_true")
     p.add_argument("--fresh", action="store_true", help="re-train runs whose report.json matches")
-    p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides for every run (e.g. train.max_steps=60)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run, e.g. --set train.max_steps=60 (repeatable; the jobs' "
+                        "convention)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="bare overrides, the old form: same as --set")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
-    base = [f"{k}={v}" for k, v in DEFAULT_TRAIN.items()] + list(args.overrides)
+    if args.overrides:
+        print("experiments: bare KEY=VALUE overrides are the old form; use --set KEY=VALUE (as the jobs do)",
+              file=sys.stderr)
+    base = [f"{k}={v}" for k, v in DEFAULT_TRAIN.items()] + list(args.sets) + list(args.overrides)
     try:
         cfg = load_config(args.config, base)
         runs_dir = Path(args.runs_dir or Path(cfg.train.out_dir) / "experiments")

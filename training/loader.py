@@ -375,11 +375,12 @@ class EbfLoader:
     @classmethod
     def from_config(cls, table_path: str, version: int | None, cfg: Config, ds: Sequence[str], *,
                     cur_shard: int = 0, shard_count: int = 1, **kwargs: Any) -> "EbfLoader":
-        """Policy, batch size, seed, workers and shuffle buffer from ``cfg.train``."""
+        """Policy, batch size, seed, workers and shuffle buffer from ``cfg.train``; ``kwargs`` add to or override
+        them (the evaluation loader: ``shuffle_buffer=0, shuffle=False, drop_last=False``)."""
         t = cfg.train
-        return cls(table_path, version, t.policy, ds, cfg.ebf, batch_size=t.batch_size, cur_shard=cur_shard,
-                   shard_count=shard_count, seed=t.seed, workers=t.workers, shuffle_buffer=t.shuffle_buffer,
-                   **kwargs)
+        opts = {"batch_size": t.batch_size, "seed": t.seed, "workers": t.workers, "shuffle_buffer": t.shuffle_buffer,
+                **kwargs}
+        return cls(table_path, version, t.policy, ds, cfg.ebf, cur_shard=cur_shard, shard_count=shard_count, **opts)
 
     @property
     def version(self) -> int:

@@ -220,9 +220,9 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     version = latest_version(table) if version is None else version
     train_days, eval_days = split_days(table, version, tc.policy, cfg.ebf.eval_days)
     torch.manual_seed(tc.seed)
-    loader = EbfLoader(table, version, tc.policy, train_days, cfg.ebf, batch_size=tc.batch_size, cur_shard=d.rank,
-                       shard_count=d.world, seed=tc.seed, workers=tc.workers, shuffle_buffer=tc.shuffle_buffer,
-                       pin_memory=d.device.type == "cuda")
+    cuda = d.device.type == "cuda"
+    loader = EbfLoader.from_config(table, version, cfg, train_days, cur_shard=d.rank, shard_count=d.world,
+                                   pin_memory=cuda)
     steps_per_epoch = loader.steps_per_epoch
     if steps_per_epoch == 0:
         raise RuntimeError(f"no full batch of {tc.batch_size} per rank in {train_days} (world {d.world})")
@@ -242,10 +242,9 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
         model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
         find_unused_parameters=True)  # a removed attribute's embedding gets no gradient in its batches
         if d.world > 1 else model)
-    eval_loader = EbfLoader(table, version, tc.policy, eval_days, cfg.ebf, batch_size=tc.batch_size, cur_shard=0,
-                            shard_count=1, seed=tc.seed, workers=tc.workers, shuffle_buffer=0, shuffle=False,
-                            drop_last=False,  # every evaluation row is scored
-                            pin_memory=d.device.type == "cuda") if d.is_main else None
+    eval_loader = EbfLoader.from_config(table, version, cfg, eval_days, shuffle_buffer=0, shuffle=False,
+                                        drop_last=False,  # every evaluation row is scored
+                                        pin_memory=cuda) if d.is_main else None
     loss_fn = torch.nn.BCEWithLogitsLoss()
     train_metrics = BinaryMetrics()
     step, samples, train_secs, loader_wait_s = state["step"], 0, 0.0, 0.0
@@ -297,46 +296,61 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     _write_rank_file(out_dir, d, step, model)  # the last state, which checkpoint.pt also holds
     report = None
     if d.is_main:
-        preds = out_dir / "eval_predictions.npz"
-        best = _load_best(out_dir / BEST, d.device)
-        if best is not None and best["step"] != step:
-            last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device)
-            model.load_state_dict(best["model"])  # the report is of the best evaluated model
-            final = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device, keep_predictions=preds)
-        else:
-            final = last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
-                                            keep_predictions=preds)
-        best_step = best["step"] if best is not None else step
-        loader_rate = _loader_rate(loader, min(steps_per_epoch, 50))
-        model_rate = _model_inference_rate(model, eval_loader, d.device)
-        logreg = (_logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
-                  if tc.logreg_baseline else None)
-        report = {
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "table": table, "delta_version": version,
-            "policy": tc.policy, "variant": cfg.model.variant, "train_days": train_days, "eval_days": eval_days,
-            "world_size": d.world, "device": str(d.device), "steps": step, "steps_per_epoch": steps_per_epoch,
-            "epochs_configured": tc.epochs, "epoch_boundaries": boundaries,
-            "train_samples_per_s": samples / train_secs if train_secs > 0 else None,
-            # rank 0's seconds between finishing a step and receiving the next batch, over its training time
-            "loader_wait_s": loader_wait_s, "loader_wait_share": loader_wait_s / train_secs if train_secs > 0 else None,
-            "inference_samples_per_s": final["samples_per_s"],
-            "inference_model_only_samples_per_s": model_rate,
-            "loader_samples_per_s": loader_rate,
-            "reported_model": "best", "best_step": best_step, "eval": final,
-            "last": {"step": step, "eval": _headline(last)},
-            "logreg_baseline": logreg,
-            "curve": state["curve"], "loader": loader.describe(),
-            "log_every": log_every, "tensorboard_dir": str(out_dir) if tlog.writer is not None else None,
-            "config": config_to_dict(cfg),
-        }
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        (out_dir / "summary.md").write_text(summary_text(report))
-        plot_curve(state["curve"], out_dir / "ne_curve.png", f"{cfg.model.variant} / {tc.policy}", boundaries,
-                   best_step)
+        report = _final_report(cfg, table, version, out_dir, d, model, loader, eval_loader, state, tlog,
+                               {"train_days": train_days, "eval_days": eval_days, "step": step,
+                                "steps_per_epoch": steps_per_epoch, "boundaries": boundaries, "samples": samples,
+                                "train_secs": train_secs, "loader_wait_s": loader_wait_s, "log_every": log_every})
     if d.world > 1:
         dist.barrier()
     return report or {"steps": step}
+
+
+def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist, model, loader: EbfLoader,
+                  eval_loader: EbfLoader, state: dict, tlog, run: dict) -> dict:
+    """Rank 0, after the last step: evaluate the last and the best model, the rates and the baseline, and write
+    report.json, summary.md and the NE curve; the report describes the best evaluated model."""
+    tc = cfg.train
+    train_days, eval_days, step = run["train_days"], run["eval_days"], run["step"]
+    steps_per_epoch, boundaries, samples = run["steps_per_epoch"], run["boundaries"], run["samples"]
+    train_secs, loader_wait_s, log_every = run["train_secs"], run["loader_wait_s"], run["log_every"]
+    preds = out_dir / "eval_predictions.npz"
+    best = _load_best(out_dir / BEST, d.device)
+    if best is not None and best["step"] != step:
+        last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device)
+        model.load_state_dict(best["model"])  # the report is of the best evaluated model
+        final = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device, keep_predictions=preds)
+    else:
+        final = last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
+                                        keep_predictions=preds)
+    best_step = best["step"] if best is not None else step
+    loader_rate = _loader_rate(loader, min(steps_per_epoch, 50))
+    model_rate = _model_inference_rate(model, eval_loader, d.device)
+    logreg = (_logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
+              if tc.logreg_baseline else None)
+    report = {
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "table": table, "delta_version": version,
+        "policy": tc.policy, "variant": cfg.model.variant, "train_days": train_days, "eval_days": eval_days,
+        "world_size": d.world, "device": str(d.device), "steps": step, "steps_per_epoch": steps_per_epoch,
+        "epochs_configured": tc.epochs, "epoch_boundaries": boundaries,
+        "train_samples_per_s": samples / train_secs if train_secs > 0 else None,
+        # rank 0's seconds between finishing a step and receiving the next batch, over its training time
+        "loader_wait_s": loader_wait_s, "loader_wait_share": loader_wait_s / train_secs if train_secs > 0 else None,
+        "inference_samples_per_s": final["samples_per_s"],
+        "inference_model_only_samples_per_s": model_rate,
+        "loader_samples_per_s": loader_rate,
+        "reported_model": "best", "best_step": best_step, "eval": final,
+        "last": {"step": step, "eval": _headline(last)},
+        "logreg_baseline": logreg,
+        "curve": state["curve"], "loader": loader.describe(),
+        "log_every": log_every, "tensorboard_dir": str(out_dir) if tlog.writer is not None else None,
+        "config": config_to_dict(cfg),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (out_dir / "summary.md").write_text(summary_text(report))
+    plot_curve(state["curve"], out_dir / "ne_curve.png", f"{cfg.model.variant} / {tc.policy}", boundaries,
+               best_step)
+    return report
 
 
 def _write_rank_file(out_dir: Path, d: Dist, step: int, model: torch.nn.Module) -> None:
@@ -377,8 +391,7 @@ def _logreg_baseline(cfg: Config, table: str, version: int, train_days: list[str
     same evaluation rows as the reported model."""
     tc, buckets = cfg.train, cfg.model.hash_buckets
     t0 = time.perf_counter()
-    rows_loader = EbfLoader(table, version, tc.policy, train_days, cfg.ebf, batch_size=tc.batch_size, cur_shard=0,
-                            shard_count=1, seed=tc.seed, workers=tc.workers, shuffle_buffer=tc.shuffle_buffer)
+    rows_loader = EbfLoader.from_config(table, version, cfg, train_days)
     batches = rows_loader.iter_epoch(0)
     with contextlib.closing(batches):
         x, y = lr_baseline.collect(itertools.islice(batches, max(1, train_batches)), buckets, tc.logreg_max_rows)
@@ -548,10 +561,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--log-every", type=int, default=LOG_EVERY,
                    help=f"train loss/NE/samples/s to TensorBoard every N steps (default {LOG_EVERY})")
-    p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.policy=remove_passive (repeatable; the jobs' "
+                        "convention)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="bare overrides, the old form: still read, same as --set")
     args = p.parse_args(argv)
+    if args.overrides:
+        print("train.py: bare KEY=VALUE overrides are the old form; use --set KEY=VALUE (as the jobs do)",
+              file=sys.stderr)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, [*args.sets, *args.overrides])
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
