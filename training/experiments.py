@@ -1,6 +1,6 @@
 """The DynamiX experiments (Tables 2 and 3, Figures 3 and 5) and a DynInt ablation, by one command.
 
-    bash scripts/experiments.sh [--seeds 3] [--raw-root PATH] [--out docs] [KEY=VALUE ...]
+    bash scripts/experiments.sh [--seeds 3] [--raw-root PATH] [--out docs] [--set KEY=VALUE ...]
     .venv-train/bin/python -m training.experiments --config conf/local.yaml [same flags]
 
 It runs in the training environment (.venv-train: torch, Petastorm, no PySpark); the data preparation calls
@@ -20,6 +20,9 @@ report are read JVM-free (``training/delta_snapshot`` and pyarrow).
 3. Report: ``<out>/EXPERIMENTS.md``, ``<out>/experiments.json`` (every number of the report, and each run's
    folder) and ``<out>/experiments_*.png``.
 
+This module is the runner (data, runs, the command); the statistics are in ``training/experiment_stats.py``,
+the figures in ``training/experiment_figures.py`` and the markdown report in ``training/experiment_report.py``.
+
 Conventions (also written into the report): NE is eq. 10 on the evaluation day(s), lower is better;
 NE gain = NE(baseline) - NE(arm), positive = better, absolute and relative (% of the baseline's NE); QPS
 change = (arm / baseline - 1) x 100 %. All comparisons are paired by seed (same seed, same data order as far
@@ -32,7 +35,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import shutil
 import sys
 import time
@@ -49,26 +51,16 @@ if str(ROOT) not in sys.path:
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
 from training.spark_side import SparkJobError, run_job  # noqa: E402
+from training.experiment_figures import plot_ablation, plot_corr, plot_curves, plot_dwell  # noqa: E402
+from training.experiment_report import write_markdown  # noqa: E402
+from training.experiment_stats import (ARM_TEXT, ARMS, DEPTHS, NOISE_SE, ORTH_RATES, TABLE2, TABLE3,  # noqa: E402,F401
+                                       VARIANTS, compare, dwell_by_label, run_numbers, segment_facts, spread)
 
-TABLE2 = ("baseline", "remove_passive", "remove_active")
-TABLE3 = ("baseline", "boost_all", "boost_active")
-ARMS = ("baseline", "remove_passive", "remove_active", "boost_all", "boost_active")
-ARM_TEXT = {
-    "baseline": "baseline: ad-impression EBF, 11 attributes, all users",
-    "remove_passive": "attribute removal for passive users, no change for active users",
-    "remove_active": "attribute removal for active users, no change for passive users",
-    "boost_all": "3 EBF sources for all users",
-    "boost_active": "3 EBF sources for active users, organic-impression EBF for passive users",
-}
-VARIANTS = ("xdeepint", "da", "dgp", "dwp")
-DEPTHS = (1, 2, 3, 4)
-ORTH_RATES = (0.0, 1e-4, 1e-3, 1e-2)
 # The default run size: sized so the whole command finishes in about half an hour on a shared 2-core CPU
 # host (the report states the measured time). Any train.* key can be overridden on the command line.
 DEFAULT_TRAIN = {"train.max_steps": 60, "train.eval_every": 20, "train.eval_max_batches": 15,
                  "train.final_eval_max_batches": 60, "train.lr": 0.01,
                  "train.early_stopping_patience": 1000, "train.checkpoint_every": 100000}
-NOISE_SE = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,61 +124,6 @@ def prepare_lake(cfg: Config, generate: bool, log) -> dict:
     return info
 
 
-def _read_table(table: str, columns: Sequence[str]):
-    """A Delta table's latest snapshot as a pandas frame (JVM-free: the log replay and pyarrow)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    import pyarrow as pa
-
-    parts = []
-    for f in live_files(table):
-        t = pq.read_table(f.path, columns=[c for c in columns if c != "ds"])
-        for i, name in enumerate(t.column_names):  # timestamps as int64 microseconds since the epoch (UTC)
-            if pa.types.is_timestamp(t.schema.field(i).type):
-                col = t.column(i).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-                t = t.set_column(i, name, col)
-        df = t.to_pandas()
-        if "ds" in columns:
-            df["ds"] = f.partition_values.get("ds")
-        parts.append(df)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
-
-
-def segment_facts(cfg: Config) -> dict:
-    """Per ds of user_window_stats: epsilon(s), mode, windows, share active (of all / of windows with a corr)."""
-    uws = _read_table(f"{cfg.paths.lake_root}/user_window_stats", ["corr", "segment", "epsilon", "epsilon_mode", "ds"])
-    out = {}
-    for ds, g in sorted(uws.groupby("ds")):
-        with_corr = g[g["corr"].notna()]
-        out[ds] = {"epsilon": float(g["epsilon"].dropna().iloc[0]) if g["epsilon"].notna().any() else None,
-                   "epsilon_mode": str(g["epsilon_mode"].iloc[0]), "windows": int(len(g)),
-                   "windows_with_corr": int(len(with_corr)),
-                   "active_share": float((g["segment"] >= 1).mean()),
-                   "active_share_of_corr": float((with_corr["segment"] >= 1).mean()) if len(with_corr) else None}
-    return {"per_ds": out, "abs_corr": np.abs(uws["corr"].dropna().to_numpy(dtype=float))}
-
-
-def dwell_by_label(cfg: Config) -> dict:
-    """ln(dwell ms) of clean ad impressions with a conversion of the user in [t - b, t + s] (b the logging
-    buffer, s the forecast horizon: the positives of eq. 1) and without (Figure 3)."""
-    import pandas as pd
-
-    imp = _read_table(f"{cfg.paths.lake_root}/clean_ad_impressions", ["user_id", "event_ts", "dwell_ms"])
-    conv = _read_table(f"{cfg.paths.lake_root}/clean_conversions", ["user_id", "event_ts"])
-    b, s = cfg.stats.logging_buffer_s * 1_000_000, cfg.stats.forecast_horizon_s * 1_000_000
-    left = pd.DataFrame({"user_id": imp["user_id"].astype("int64"), "t": imp["event_ts"].astype("int64"),
-                         "dwell_ms": imp["dwell_ms"].astype("int64")})
-    left["lo"] = left["t"] - b
-    right = pd.DataFrame({"user_id": conv["user_id"].astype("int64"), "c": conv["event_ts"].astype("int64")})
-    right["lo"] = right["c"]
-    m = pd.merge_asof(left.sort_values("lo"), right.sort_values("lo"), on="lo", by="user_id",
-                      direction="forward")  # the first conversion at or after t - b
-    pos = m["c"].notna() & (m["c"] <= m["t"] + s)
-    x = np.log(m["dwell_ms"].clip(lower=1).to_numpy(dtype=float))
-    return {"pos": x[pos.to_numpy()], "neg": x[~pos.to_numpy()]}
-
-
 # ----------------------------------------------------------------------------------------------- runs
 
 
@@ -231,270 +168,6 @@ def execute(cfg_path: str, base: Sequence[str], runs: Sequence[Run], runs_dir: P
 def _wall(run_dir: Path) -> float:
     f = run_dir / "wall_seconds.json"
     return json.loads(f.read_text())["wall_s"] if f.exists() else 0.0
-
-
-def run_numbers(rep: dict) -> dict:
-    ev = rep["eval"]
-    seg = ev.get("per_segment", {})
-    n = sum(m["n"] for m in seg.values()) or ev["n"]
-    return {
-        "ne": ev["ne"], "auc": ev["auc"], "log_loss": ev["log_loss"], "eval_rows": ev["n"],
-        "ne_passive": seg.get("0", {}).get("ne"), "ne_active": seg.get("1", {}).get("ne"),
-        "eval_active_share": sum(m["n"] for s, m in seg.items() if int(s) >= 1) / n if n else None,
-        "train_samples_per_s": rep["train_samples_per_s"], "inference_samples_per_s": rep["inference_samples_per_s"],
-        "inference_model_only_samples_per_s": rep["inference_model_only_samples_per_s"], "steps": rep["steps"],
-    }
-
-
-def spread(values: Sequence[float]) -> dict:
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    std = float(v.std(ddof=1)) if n >= 2 else None
-    out = {"n": n, "mean": float(v.mean()), "std": std, "values": [float(x) for x in v]}
-    if n >= 2:
-        se = std / math.sqrt(n)
-        out["se"] = se
-        out["within_noise"] = bool(abs(out["mean"]) < NOISE_SE * se)
-    else:
-        out["se"], out["within_noise"] = None, None
-    return out
-
-
-def compare(arms: dict, reports: dict) -> dict:
-    """Per arm: metrics over seeds, and paired differences against the baseline of the same seed."""
-    out = {}
-    base = {s: run_numbers(reports[r.name]) for s, r in arms["baseline"]}
-    for arm, runs in arms.items():
-        nums = {s: run_numbers(reports[r.name]) for s, r in runs}
-        seeds = sorted(nums)
-        entry = {"runs": {str(s): dict(run=r.name, **nums[s]) for s, r in runs},
-                 "metrics": {k: spread([nums[s][k] for s in seeds])
-                             for k in ("ne", "auc", "log_loss", "ne_passive", "ne_active", "eval_active_share",
-                                       "train_samples_per_s", "inference_samples_per_s")
-                             if all(nums[s][k] is not None for s in seeds)}}
-        if arm != "baseline":
-            b = base
-            entry["vs_baseline"] = {
-                "ne_gain": spread([b[s]["ne"] - nums[s]["ne"] for s in seeds]),
-                "ne_gain_rel_pct": spread([(b[s]["ne"] - nums[s]["ne"]) / b[s]["ne"] * 100 for s in seeds]),
-                "train_qps_pct": spread([(nums[s]["train_samples_per_s"] / b[s]["train_samples_per_s"] - 1) * 100
-                                         for s in seeds]),
-                "inference_qps_pct": spread([(nums[s]["inference_samples_per_s"] / b[s]["inference_samples_per_s"]
-                                              - 1) * 100 for s in seeds]),
-            }
-            for seg in ("passive", "active"):
-                if all(nums[s][f"ne_{seg}"] is not None and b[s][f"ne_{seg}"] is not None for s in seeds):
-                    entry["vs_baseline"][f"ne_gain_{seg}"] = spread([b[s][f"ne_{seg}"] - nums[s][f"ne_{seg}"]
-                                                                     for s in seeds])
-        out[arm] = entry
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- plots
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_dwell(d: dict, path: Path, s: int) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    both = np.concatenate([d["pos"], d["neg"]])
-    bins = np.linspace(both.min(), both.max(), 60) if both.size else 60
-    ax.hist(d["neg"], bins=bins, density=True, alpha=0.55, color="tab:blue",
-            label=f"no conversion in [t-60 s, t+{s} s] (n={len(d['neg']):,})")
-    ax.hist(d["pos"], bins=bins, density=True, alpha=0.55, color="tab:green",
-            label=f"conversion in [t-60 s, t+{s} s] (n={len(d['pos']):,})")
-    ax.set_xlabel("ln(dwell ms) of clean ad impressions")
-    ax.set_ylabel("density")
-    ax.set_title("Log dwell near vs. away from conversions (DynamiX Fig. 3)")
-    ax.legend(fontsize=8)
-    _save(plt, fig, path)
-
-
-def plot_corr(abs_corr: np.ndarray, per_ds: dict, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.hist(abs_corr, bins=60, color="tab:gray", alpha=0.8)
-    for i, (ds, f) in enumerate(sorted(per_ds.items())):
-        if f["epsilon"] is not None:
-            ax.axvline(f["epsilon"], color=f"C{i}", ls="--", label=f"epsilon {ds} = {f['epsilon']:.4f}")
-    ax.set_xlabel("|Corr| per user window (eq. 8)")
-    ax.set_ylabel("windows")
-    ax.set_title("|Corr| distribution; active = |Corr| > epsilon (eq. 9)")
-    ax.legend(fontsize=8)
-    _save(plt, fig, path)
-
-
-def plot_curves(arms: dict, reports: dict, path: Path) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for ax, group, title in ((axes[0], TABLE2, "(a) dynamic removal"), (axes[1], TABLE3, "(b) dynamic boosting")):
-        for i, arm in enumerate(group):
-            curves = [reports[r.name]["curve"] for _, r in arms[arm]]
-            steps = [c["step"] for c in curves[0]]
-            ne = np.array([[c["eval_ne"] for c in cv[:len(steps)]] for cv in curves], dtype=float)
-            m = ne.mean(axis=0)
-            ax.plot(steps, m, marker="o", color=f"C{i}", label=arm)
-            if len(curves) > 1:
-                ax.fill_between(steps, ne.min(axis=0), ne.max(axis=0), color=f"C{i}", alpha=0.15)
-        ax.set_xlabel("training step")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("eval NE (eq. 10; lower is better)")
-    fig.suptitle("NE over training per arm: mean over seeds, band = min..max (DynamiX Fig. 5)", fontsize=10)
-    _save(plt, fig, path)
-
-
-def plot_ablation(abl: dict, path: Path) -> None:
-    plt = _plt()
-    groups = [g for g in ("variant", "depth", "orth_rate") if g in abl]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5))
-    axes = np.atleast_1d(axes)
-    for ax, g in zip(axes, groups):
-        rows = abl[g]
-        labels = [str(r["value"]) for r in rows]
-        ax.plot(range(len(rows)), [r["ne"] for r in rows], marker="o")
-        ax.set_xticks(range(len(rows)), labels)
-        ax.set_title({"variant": "model variant", "depth": "PIN depth (DWP)", "orth_rate": "orth. rate (DWP)"}[g])
-    axes[0].set_ylabel("eval NE")
-    _save(plt, fig, path)
-
-
-# ----------------------------------------------------------------------------------------------- report
-
-F_NE, F_PCT, F_QPS = "{:.5f}", "{:+.2f}", "{:,.0f}"
-
-
-def fmt(x: float | None, f: str = F_NE) -> str:
-    return "n/a" if x is None else f.format(x)
-
-
-def pm(s: dict, f: str = F_NE) -> str:
-    """mean ± std (std only with >= 2 runs)."""
-    return fmt(s["mean"], f) + ("" if s["std"] is None else " ± " + fmt(s["std"], f.replace("+", "")))
-
-
-def noise(s: dict) -> str:
-    if s["within_noise"] is None:
-        return "n/a (1 run)"
-    return "within noise" if s["within_noise"] else ("better" if s["mean"] > 0 else "worse") + ", beyond noise"
-
-
-def qnoise(s: dict) -> str:
-    if s["within_noise"] is None:
-        return "n/a (1 run)"
-    return "within noise" if s["within_noise"] else ("faster" if s["mean"] > 0 else "slower") + ", beyond noise"
-
-
-def write_markdown(res: dict, path: Path) -> None:
-    m = res["meta"]
-    L: list[str] = [
-        "# Experiments: DynamiX Tables 2 and 3, and a DynInt ablation", "",
-        f"Generated by `{m['command']}` (finished {m['finished_at']}; {m['train_runs']} training runs taking "
-        f"{m['train_wall_s_sum']:.0f} s when trained; this invocation {m['runtime_s']:.0f} s, reused runs "
-        "included). Every number below is in `experiments.json`, read from the runs' "
-        "`report.json` files.", "",
-        "## Set-up", "",
-        f"- data: lake `{m['lake_root']}` (raw `{m['raw_root']}`), `ebf_examples` at Delta version "
-        f"{m['delta_version']}; train days {', '.join(m['train_days'])}, evaluation day(s) "
-        f"{', '.join(m['eval_days'])}: the tables score the first {m['eval_rows']:,} of its "
-        f"{m['eval_rows_total']:,} examples (`train.final_eval_max_batches` = {m['final_eval_max_batches']}, "
-        "0 = all; batches of both segments interleaved by the seeded schedule: the same number of rows per "
-        "segment in every arm of a seed, but not exactly the same rows, since each policy's files order them "
-        f"differently; the evaluation base rate differs between the arms of a seed by up to "
-        f"{m['eval_base_rate_spread_pct']:.2f}% of its value).",
-        f"- model {m['variant']} (embed {m['embed_dim']}, {m['num_layers']} PIN layers, orth. rate "
-        f"{m['orth_rate']:g}), batch {m['batch_size']}, {m['max_steps']} steps per run "
-        f"({m['max_steps'] * m['batch_size']:,} training examples), one process on {m['device']}; seeds "
-        f"{', '.join(map(str, m['seeds']))}, learning rate {m['lr']:g}. The NE curves score the first "
-        f"{m['eval_max_batches']} evaluation batches every {m['eval_every']} steps (0 = all).",
-        "- NE is eq. 10 (mean log loss / entropy of the evaluation base rate), lower is better. "
-        "**NE gain = NE(baseline) - NE(arm): positive = better**, given absolute and relative (% of the "
-        "baseline's NE). QPS change = (arm / baseline - 1) x 100 %, for training samples/s and inference "
-        "samples/s (evaluation scoring, loader included). Differences are paired by seed; mean ± sample std over "
-        f"seeds. **Within noise** when |mean difference| < {NOISE_SE:g} x its standard error (std / sqrt(n)).",
-        "- Throughput is measured on a shared CPU host while other jobs run: QPS differences of a few % are "
-        "not meaningful unless flagged beyond noise (the paper likewise calls QPS < 1% and NE gains in "
-        "[0, 0.02] noise).", "",
-        "## Segments (eq. 9)", "",
-        "| ds | epsilon | mode | windows | with a corr | active share (all windows) | active share (with a corr) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for ds, f in res["segments"]["per_ds"].items():
-        L.append(f"| {ds} | {fmt(f['epsilon'], '{:.5f}')} | {f['epsilon_mode']} | {f['windows']:,} | "
-                 f"{f['windows_with_corr']:,} | {fmt(f['active_share'], '{:.4f}')} | "
-                 f"{fmt(f['active_share_of_corr'], '{:.4f}')} |")
-    share = res["arms"]["baseline"]["metrics"]["eval_active_share"]
-    L += ["", f"Evaluation examples in the active segment: {fmt(share['mean'], '{:.4f}')} of all "
-          "(the same count per segment in every arm of a seed). Figures: `experiments_corr.png` (|Corr| with epsilon marked), "
-          "`experiments_dwell.png` (Figure 3: ln dwell of impressions with vs. without a conversion in "
-          f"[t-60 s, t+{m['forecast_horizon_s']} s]).", ""]
-    dw = res["dwell"]
-    L += ["| impressions | n | mean ln(dwell ms) | std |", "|---|---|---|---|",
-          f"| conversion in [t-60 s, t+{m['forecast_horizon_s']} s] | {dw['pos_n']:,} | {dw['pos_mean']:.4f} | "
-          f"{dw['pos_std']:.4f} |",
-          f"| no conversion | {dw['neg_n']:,} | {dw['neg_mean']:.4f} | {dw['neg_std']:.4f} |", ""]
-    for title, group in (("Table 2: attribute removal (ad-impression EBF)", TABLE2),
-                         ("Table 3: attribute addition (3 EBF sources)", TABLE3)):
-        L += [f"## {title}", "",
-              "| arm | NE | NE gain | NE gain % | gain: noise? | training QPS % | inference QPS % | QPS noise? "
-              "(train / inference) |", "|---|---|---|---|---|---|---|---|"]
-        for arm in group:
-            a = res["arms"][arm]
-            if arm == "baseline":
-                L.append(f"| {ARM_TEXT[arm]} | {pm(a['metrics']['ne'])} | 0 | 0 | - | "
-                         f"{pm(a['metrics']['train_samples_per_s'], F_QPS)} samples/s | "
-                         f"{pm(a['metrics']['inference_samples_per_s'], F_QPS)} samples/s | - |")
-                continue
-            v = a["vs_baseline"]
-            L.append(f"| {ARM_TEXT[arm]} | {pm(a['metrics']['ne'])} | {pm(v['ne_gain'])} | "
-                     f"{pm(v['ne_gain_rel_pct'], '{:+.3f}')} | {noise(v['ne_gain'])} | "
-                     f"{pm(v['train_qps_pct'], F_PCT)} | {pm(v['inference_qps_pct'], F_PCT)} | "
-                     f"{qnoise(v['train_qps_pct'])} / {qnoise(v['inference_qps_pct'])} |")
-        L += ["", "Per segment (NE gain paired by seed; passive = segment 0, active = segment >= 1):", "",
-              "| arm | NE passive | NE active | gain passive | gain active |", "|---|---|---|---|---|"]
-        for arm in group:
-            a = res["arms"][arm]
-            v = a.get("vs_baseline", {})
-            gp = pm(v["ne_gain_passive"]) if "ne_gain_passive" in v else "-"
-            ga = pm(v["ne_gain_active"]) if "ne_gain_active" in v else "-"
-            L.append(f"| {arm} | {pm(a['metrics']['ne_passive'])} | {pm(a['metrics']['ne_active'])} | {gp} | {ga} |")
-        L.append("")
-    L += ["Per run (seed: NE, training samples/s, inference samples/s):", "",
-          "| arm | " + " | ".join(f"seed {s}" for s in m["seeds"]) + " |",
-          "|---|" + "---|" * len(m["seeds"])]
-    for arm in ARMS:
-        runs = res["arms"][arm]["runs"]
-        L.append(f"| {arm} | " + " | ".join(
-            f"{fmt(runs[str(s)]['ne'])}, {fmt(runs[str(s)]['train_samples_per_s'], F_QPS)}, "
-            f"{fmt(runs[str(s)]['inference_samples_per_s'], F_QPS)}" for s in m["seeds"]) + " |")
-    L += ["", "NE curves: `experiments_ne_curves.png` (Figure 5).", ""]
-    if res["ablation"]:
-        L += ["## DynInt ablation (baseline policy, seed " f"{m['seeds'][0]})", "",
-              "| setting | value | run | NE | AUC | log loss | training samples/s | inference samples/s |",
-              "|---|---|---|---|---|---|---|---|"]
-        for g, rows in res["ablation"].items():
-            for r in rows:
-                L.append(f"| {g} | {r['value']} | {r['run']} | {fmt(r['ne'])} | {fmt(r['auc'], '{:.4f}')} | "
-                         f"{fmt(r['log_loss'])} | {fmt(r['train_samples_per_s'], F_QPS)} | "
-                         f"{fmt(r['inference_samples_per_s'], F_QPS)} |")
-        L += ["", "Depth and orthogonal rate are varied on DynInt-DWP (the orthogonal penalty exists for DGP and "
-              "DWP only). One seed each: differences below the arms' seed spread (above) are not evidence. "
-              "Plot: `experiments_ablation.png`.", ""]
-    path.write_text("\n".join(L))
 
 
 # ----------------------------------------------------------------------------------------------- main
