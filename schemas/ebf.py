@@ -15,7 +15,8 @@ Petastorm nor the model parses strings. Layout of one example (partitioned by ``
 A removed attribute (policy ``remove_*``) or a source not given to a segment (``baseline`` has no
 organic/page EBF) is a null column in that partition: nothing is stored and the loader does not read it.
 
-Integer encoding (:func:`id_expr` in ``dynamix_spark.ebf`` implements it in Spark; documented here):
+Integer encoding (:func:`encode`, :func:`hashed_id` and :func:`age_bucket` in ``dynamix_spark.ebf`` implement it in
+Spark; documented here):
 - categorical values: ``1 + pmod(xxhash64('<attr>', value), 2^31 - 1)`` (Spark's xxhash64, seed 42);
   ``semantic_ids`` hashes the whole array; 0 is padding/null;
 - ``dwell_ms``: ``1 + min(63, floor(4 ln(dwell_ms)))`` (quarter-nat buckets of log dwell);
