@@ -89,3 +89,35 @@ def train_rows() -> list[dict]:
                                               if src == "ad" else None)
                 out.append(r)
     return out
+
+
+# ------------------------------------------------------------------------------------- tests/test_importance.py
+IMPORTANCE_SIGNAL = "category_id"  # the one ad attribute the label depends on
+
+
+def importance_rows() -> list[dict]:
+    """Baseline-policy rows whose label is a function of one ad sequence attribute only: every position of
+    ``ad_seq_category_id`` holds the row's category c (1..20), label = c even; every other attribute, the
+    targets included, is noise. A model trained on them needs that attribute and no other."""
+    rng = np.random.default_rng(5)
+    out = []
+    for ds in TRAIN_DAYS:
+        for seg in (0, 1):
+            for i in range(ROWS_PER_PARTITION):
+                cat = int(rng.integers(1, 21))
+                r = {"user_id": int(rng.integers(1, 500)), "event_ts_us": int(1_793_500_000_000_000 + i),
+                     "label": int(cat % 2 == 0), "segment_window_end_us": None, "ds": ds, "policy": "baseline",
+                     "segment": seg}
+                for c in TARGET_COLUMNS:
+                    r[c] = int(rng.integers(1, 50))
+                for src, attrs in EBF_SOURCES.items():
+                    r[f"{src}_len"] = TRAIN_N if src == "ad" else 0
+                    for a in attrs:
+                        if src != "ad":
+                            r[seq_col(src, a)] = None
+                        elif a == IMPORTANCE_SIGNAL:
+                            r[seq_col(src, a)] = [cat] * TRAIN_N
+                        else:
+                            r[seq_col(src, a)] = [int(x) for x in rng.integers(1, 99, TRAIN_N)]
+                out.append(r)
+    return out
