@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
 from training import baseline as lr_baseline  # noqa: E402
 from training.batch import Batch  # noqa: E402
+from training.costs import cost_per_example  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
 from training.metrics import BinaryMetrics, binary_entropy  # noqa: E402
@@ -327,6 +328,9 @@ def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist,
     model_rate = _model_inference_rate(model, eval_loader, d.device)
     logreg = (_logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
               if tc.logreg_baseline else None)
+    eval_batches = eval_loader.iter_epoch(0)
+    with contextlib.closing(eval_batches):  # bytes, lookups and FLOPs per example: not moved by the host's load
+        costs = cost_per_example(model, eval_loader, eval_batches)
     report = {
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "table": table, "delta_version": version,
         "policy": tc.policy, "variant": cfg.model.variant, "train_days": train_days, "eval_days": eval_days,
@@ -340,7 +344,7 @@ def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist,
         "loader_samples_per_s": loader_rate,
         "reported_model": "best", "best_step": best_step, "eval": final,
         "last": {"step": step, "eval": _headline(last)},
-        "logreg_baseline": logreg,
+        "logreg_baseline": logreg, "cost_per_example": costs,
         "curve": state["curve"], "loader": loader.describe(),
         "log_every": log_every, "tensorboard_dir": str(out_dir) if tlog.writer is not None else None,
         "config": config_to_dict(cfg),
@@ -517,7 +521,13 @@ def summary_text(r: dict) -> str:
                      f"({r['loader_wait_s']:.1f} s)")
     lines += [f"- training {fmt(r['train_samples_per_s'])} samples/s; inference {fmt(r['inference_samples_per_s'])} "
               f"samples/s end to end, {fmt(r['inference_model_only_samples_per_s'])} model only; loader alone "
-              f"{fmt(r['loader_samples_per_s'])} samples/s", ""]
+              f"{fmt(r['loader_samples_per_s'])} samples/s"]
+    c = r.get("cost_per_example")
+    if c:
+        lines.append(f"- per example (not moved by the host's load): {fmt(c.get('bytes_read'))} bytes read, "
+                     f"{c.get('embedding_lookups', 0):,.0f} embedding lookups, "
+                     f"{fmt(c.get('model_flops_forward'))} model FLOPs per forward")
+    lines.append("")
     return "\n".join(lines)
 
 
