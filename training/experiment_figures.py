@@ -23,15 +23,16 @@ def _save(plt, fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_dwell(d: dict, path: Path, s: int) -> None:
+def plot_dwell(d: dict, path: Path, s: int, b: int = 60) -> None:
+    """Figure 3 for the configured logging buffer ``b`` and horizon ``s`` (eq. 1's [t - b, t + s])."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     both = np.concatenate([d["pos"], d["neg"]])
     bins = np.linspace(both.min(), both.max(), 60) if both.size else 60
     ax.hist(d["neg"], bins=bins, density=True, alpha=0.55, color="tab:blue",
-            label=f"no conversion in [t-60 s, t+{s} s] (n={len(d['neg']):,})")
+            label=f"no conversion in [t-{b} s, t+{s} s] (n={len(d['neg']):,})")
     ax.hist(d["pos"], bins=bins, density=True, alpha=0.55, color="tab:green",
-            label=f"conversion in [t-60 s, t+{s} s] (n={len(d['pos']):,})")
+            label=f"conversion in [t-{b} s, t+{s} s] (n={len(d['pos']):,})")
     ax.set_xlabel("ln(dwell ms) of clean ad impressions")
     ax.set_ylabel("density")
     ax.set_title("Log dwell near vs. away from conversions (DynamiX Fig. 3)")

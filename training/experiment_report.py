@@ -72,10 +72,10 @@ def write_markdown(res: dict, path: Path) -> None:
     L += ["", f"Evaluation examples in the active segment: {fmt(share['mean'], '{:.4f}')} of all "
           "(the same count per segment in every arm of a seed). Figures: `experiments_corr.png` (|Corr| with epsilon marked), "
           "`experiments_dwell.png` (Figure 3: ln dwell of impressions with vs. without a conversion in "
-          f"[t-60 s, t+{m['forecast_horizon_s']} s]).", ""]
+          f"[t-{m.get('logging_buffer_s', 60)} s, t+{m['forecast_horizon_s']} s]).", ""]
     dw = res["dwell"]
     L += ["| impressions | n | mean ln(dwell ms) | std |", "|---|---|---|---|",
-          f"| conversion in [t-60 s, t+{m['forecast_horizon_s']} s] | {dw['pos_n']:,} | {dw['pos_mean']:.4f} | "
+          f"| conversion in [t-{m.get('logging_buffer_s', 60)} s, t+{m['forecast_horizon_s']} s] | {dw['pos_n']:,} | {dw['pos_mean']:.4f} | "
           f"{dw['pos_std']:.4f} |",
           f"| no conversion | {dw['neg_n']:,} | {dw['neg_mean']:.4f} | {dw['neg_std']:.4f} |", ""]
     for title, group in (("Table 2: attribute removal (ad-impression EBF)", TABLE2),
@@ -95,6 +95,21 @@ def write_markdown(res: dict, path: Path) -> None:
                      f"{pm(v['ne_gain_rel_pct'], '{:+.3f}')} | {noise(v['ne_gain'])} | "
                      f"{pm(v['train_qps_pct'], F_PCT)} | {pm(v['inference_qps_pct'], F_PCT)} | "
                      f"{qnoise(v['train_qps_pct'])} / {qnoise(v['inference_qps_pct'])} |")
+        L += ["", "Cost per example (from each run's `report.json` `cost_per_example`, `training/costs.py`: bytes of "
+              "the Parquet column chunks the loader reads, embedding lookups, forward FLOPs counted by torch; "
+              "they do not move with the host's load):", "",
+              "| policy | bytes read | vs baseline | embedding lookups | vs baseline | forward FLOPs | vs baseline |",
+              "|---|---|---|---|---|---|---|"]
+        bm = res["arms"]["baseline"]["metrics"]
+        for arm in group:
+            am = res["arms"][arm]["metrics"]
+            cells = []
+            for k, f in (("bytes_read", "{:,.1f}"), ("embedding_lookups", "{:,.0f}"), ("model_flops_forward", "{:,.0f}")):
+                if k in am and k in bm:
+                    cells += [fmt(am[k]["mean"], f), fmt((am[k]["mean"] / bm[k]["mean"] - 1) * 100, F_PCT) + " %"]
+                else:
+                    cells += ["n/a", "n/a"]
+            L.append(f"| `{arm}` | " + " | ".join(cells) + " |")
         L += ["", "Per segment (NE gain paired by seed; passive = segment 0, active = segment >= 1):", "",
               "| arm | NE passive | NE active | gain passive | gain active |", "|---|---|---|---|---|"]
         for arm in group:

@@ -24,6 +24,7 @@ VARIANTS = ("xdeepint", "da", "dgp", "dwp")
 DEPTHS = (1, 2, 3, 4)
 ORTH_RATES = (0.0, 1e-4, 1e-3, 1e-2)
 NOISE_SE = 2.0
+COSTS = ("bytes_read", "embedding_lookups", "model_flops_forward")  # per example: training/costs.py
 
 
 def _read_table(table: str, columns: Sequence[str]):
@@ -91,6 +92,8 @@ def run_numbers(rep: dict) -> dict:
         "eval_active_share": sum(m["n"] for s, m in seg.items() if int(s) >= 1) / n if n else None,
         "train_samples_per_s": rep["train_samples_per_s"], "inference_samples_per_s": rep["inference_samples_per_s"],
         "inference_model_only_samples_per_s": rep["inference_model_only_samples_per_s"], "steps": rep["steps"],
+        # per example, not moved by the host's load (training/costs.py; absent in reports before issue 20)
+        **{k: (rep.get("cost_per_example") or {}).get(k) for k in COSTS},
     }
 
 
@@ -118,7 +121,7 @@ def compare(arms: dict, reports: dict) -> dict:
         entry = {"runs": {str(s): dict(run=r.name, **nums[s]) for s, r in runs},
                  "metrics": {k: spread([nums[s][k] for s in seeds])
                              for k in ("ne", "auc", "log_loss", "ne_passive", "ne_active", "eval_active_share",
-                                       "train_samples_per_s", "inference_samples_per_s")
+                                       "train_samples_per_s", "inference_samples_per_s", *COSTS)
                              if all(nums[s][k] is not None for s in seeds)}}
         if arm != "baseline":
             b = base

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                        "abs_corr_mean": float(seg["abs_corr"].mean()) if len(seg["abs_corr"]) else None}
     res["dwell"] = {f"{k}_{stat}": float(getattr(np, stat)(dwell[k])) if stat != "n" else int(len(dwell[k]))
                     for k in ("pos", "neg") for stat in ("n", "mean", "std")}
-    plot_dwell(dwell, out / "experiments_dwell.png", cfg.stats.forecast_horizon_s)
+    plot_dwell(dwell, out / "experiments_dwell.png", cfg.stats.forecast_horizon_s, cfg.stats.logging_buffer_s)
     plot_corr(seg["abs_corr"], seg["per_ds"], out / "experiments_corr.png")
     plot_curves(arms, reports, out / "experiments_ne_curves.png")
     if res["ablation"]:
@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_base_rate_spread_pct": max(
             100 * (max(b) - min(b)) / np.mean(b) for b in
             ([reports[r.name]["eval"]["base_rate"] for a in ARMS for s2, r in arms[a] if s2 == s] for s in seeds)), "forecast_horizon_s": cfg.stats.forecast_horizon_s,
+        "logging_buffer_s": cfg.stats.logging_buffer_s,
         "noise_rule_se": NOISE_SE, "runs_dir": str(runs_dir.resolve()),
     }
     (out / "experiments.json").write_text(json.dumps(_jsonable(res), indent=1))
