@@ -23,7 +23,9 @@ Knobs:
 Prints one JSON object: the knobs, ``snapshot_s`` (Delta log replay + planning), ``samples_per_s`` over all
 timed epochs (batches x batch size / wall time), ``first_batch_s``, the process's CPU seconds and
 ``samples_per_cpu_s`` (samples per CPU-second: the per-core rate), with ``--split`` the seconds per stage
-(:func:`time_split`) and, with ``--stock``, ``stock_samples_per_s``.
+(:func:`time_split`), with ``--floor`` a bare pyarrow decode's rows per CPU-second (:func:`time_decode_floor`),
+with ``--ab`` a paired comparison against another checkout's loader (:func:`time_ab`) and, with ``--stock``,
+``stock_samples_per_s``.
 
     .venv-train/bin/python bench/bench_loader.py --rows 200000 --batch-size 1024 --workers 2 --stock
 
@@ -136,9 +138,10 @@ def make_table(rows: int, policy: str, seq_len: int, files: int, row_group_rows:
 def time_split(out: dict):
     """Seconds spent in the loader's stages while the block runs (``--split``), by wrapping them: ``decode``
     (Parquet row-group reads, in the reader threads, summed over threads), and in the consuming thread
-    ``arrow_to_numpy`` (list columns to matrices), ``shuffle_copy`` (the shuffle buffer's concatenations and
-    gathers), ``to_batch`` (int64 widening, tensors). What the consuming thread spends elsewhere is mostly
-    waiting for the reader threads (``wait_and_other``, filled in by the caller)."""
+    ``arrow_to_numpy`` (list columns to matrices, zero-copy views), ``keep_copy`` (the shuffle buffer gathering
+    the rows it keeps back), ``batch_gather`` (gathering each batch into its tensors, widened to int64 on the way;
+    pinned on CUDA), ``to_batch`` (assembling the ``Batch``). What the consuming thread spends elsewhere is
+    mostly waiting for the reader threads (``wait_and_other``, filled in by the caller)."""
     import threading
 
     import pyarrow.parquet as pq
@@ -146,8 +149,11 @@ def time_split(out: dict):
     import training.loader as L
 
     lock = threading.Lock()
-    for k in ("decode", "arrow_to_numpy", "shuffle_copy", "to_batch"):
-        out[k] = 0.0
+    saved = [(pq.ParquetFile, "read_row_group", "decode"), (L, "column_to_numpy", "arrow_to_numpy"),
+             (L._ShuffleBuffer, "_keep", "keep_copy"), (L._ShuffleBuffer, "_batch", "batch_gather"),
+             (L.EbfLoader, "_to_batch", "to_batch")]
+    for _, _, key in saved:
+        out[key] = 0.0
 
     def timed(fn, key):
         def wrapper(*a, **kw):
@@ -160,28 +166,97 @@ def time_split(out: dict):
                     out[key] += dt
         return wrapper
 
-    saved = [(pq.ParquetFile, "read_row_group"), (L, "column_to_numpy"), (L, "_take"), (L, "_concat"),
-             (L.EbfLoader, "_to_batch")]
-    originals = [getattr(o, n) for o, n in saved]
-    keys = ["decode", "arrow_to_numpy", "shuffle_copy", "shuffle_copy", "to_batch"]
-    for (o, n), fn, key in zip(saved, originals, keys):
-        setattr(o, n, timed(fn, key))
+    originals = [o.__dict__[n] for o, n, _ in saved]  # __dict__: a staticmethod stays one when put back
+    for (o, n, key), fn in zip(saved, originals):
+        setattr(o, n, staticmethod(timed(fn.__func__, key)) if isinstance(fn, staticmethod) else timed(fn, key))
     try:
         yield out
     finally:
-        for (o, n), fn in zip(saved, originals):
+        for (o, n, _), fn in zip(saved, originals):
             setattr(o, n, fn)
 
 
-def time_loader(path: Path, args) -> dict:
+def _decode_epoch(loader, columns_of=None) -> int:
+    """One pass of bare pyarrow decoding over a loader's row groups and columns (``read_row_group``, as the
+    loader's workers call it: pyarrow's own threads, no shuffling, no tensors); returns the rows read."""
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for spec in loader.segments.values():
+        for f in spec.files:
+            with open(f.path, "rb") as fh:
+                pf = pq.ParquetFile(fh)
+                for g in range(pf.num_row_groups):
+                    rows += pf.read_row_group(g, columns=list(spec.columns)).num_rows
+    return rows
+
+
+def time_decode_floor(path: Path, args) -> dict:
+    """The floor under the loader: the same row groups and columns read with pyarrow alone (:func:`_decode_epoch`),
+    ``--epochs`` times, one thread; rows per second and per CPU-second of the process."""
+    ref = _make_loader(path, args)
+    rows, cpu0, t0 = 0, time.process_time(), time.perf_counter()
+    for _ in range(args.epochs):
+        rows += _decode_epoch(ref)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    return {"floor_decode_rows_per_s": round(rows / wall), "floor_decode_rows_per_cpu_s": round(rows / cpu)}
+
+
+def load_loader_module(path: str):
+    """A ``training/loader.py`` from another checkout (e.g. a ``git worktree`` of an earlier commit), imported
+    as a module of its own beside the current one (it imports this checkout's ``training.batch`` etc.)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_loader_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _make_loader(path: Path, args, module=None):
     from dynamix_spark.config import EbfConfig
     from schemas.ebf import EBF_SOURCES
-    from training.loader import EbfLoader
 
+    if module is None:
+        import training.loader as module
+    return module.EbfLoader(str(path), 0, args.policy, [DS], EbfConfig(seq_len={s: args.seq_len for s in EBF_SOURCES}),
+                            batch_size=args.batch_size, shard_count=args.shard_count, seed=1, workers=args.workers,
+                            shuffle_buffer=args.shuffle_buffer)
+
+
+def time_ab(path: Path, args) -> dict:
+    """``--ab LOADER_PY``: one epoch of the reference loader (that file), one of this checkout's and one bare
+    decode (:func:`_decode_epoch`) in turn, ``--ab-rounds`` times (the order rotating each round), so that the
+    three arms share the machine's load; medians of samples per second and per CPU-second of the process,
+    and the median over rounds of the current / reference ratio of samples per CPU-second."""
+    ref_mod = load_loader_module(args.ab)
+    arms = {"ref": _make_loader(path, args, ref_mod), "cur": _make_loader(path, args), "decode": None}
+    per: dict[str, list[tuple[float, float]]] = {k: [] for k in arms}
+    names = list(arms)
+    for r in range(args.ab_rounds):
+        for name in names[r % 3:] + names[:r % 3]:
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            if name == "decode":
+                n = _decode_epoch(arms["cur"])
+            else:
+                arms[name].set_epoch(r)
+                n = sum(len(b) for b in arms[name])
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+            per[name].append((n / wall, n / cpu))
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    out = {"ab_reference": args.ab, "ab_rounds": args.ab_rounds}
+    for name, xs in per.items():
+        out[f"ab_{name}_samples_per_s"] = round(med([x[0] for x in xs]))
+        out[f"ab_{name}_samples_per_cpu_s"] = round(med([x[1] for x in xs]))
+    out["ab_cur_over_ref_per_cpu_s"] = round(med([c[1] / f[1] for c, f in zip(per["cur"], per["ref"])]), 2)
+    out["ab_cur_over_ref_per_cpu_s_rounds"] = [round(c[1] / f[1], 2) for c, f in zip(per["cur"], per["ref"])]
+    return out
+
+
+def time_loader(path: Path, args) -> dict:
     t0 = time.perf_counter()
-    loader = EbfLoader(str(path), 0, args.policy, [DS], EbfConfig(seq_len={s: args.seq_len for s in EBF_SOURCES}),
-                       batch_size=args.batch_size, shard_count=args.shard_count, seed=1, workers=args.workers,
-                       shuffle_buffer=args.shuffle_buffer)
+    loader = _make_loader(path, args)
     snapshot_s = time.perf_counter() - t0
     batches, first = 0, None
     split: dict = {}
@@ -201,7 +276,7 @@ def time_loader(path: Path, args) -> dict:
            "process_cpu_s": round(cpu, 2), "samples_per_cpu_s": round(batches * args.batch_size / cpu),
            "steps_per_epoch": loader.steps_per_epoch, "describe": loader.describe()}
     if args.split:
-        consumer = split["arrow_to_numpy"] + split["shuffle_copy"] + split["to_batch"]
+        consumer = sum(v for k, v in split.items() if k != "decode")
         out["split_s"] = {k: round(v, 3) for k, v in split.items()} | {"wait_and_other": round(wall - consumer, 3)}
     return out
 
@@ -249,12 +324,21 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--stock", action="store_true")
     p.add_argument("--split", action="store_true", help="also report the seconds spent per stage (time_split)")
+    p.add_argument("--ab", metavar="LOADER_PY",
+                   help="also alternate epochs with this reference training/loader.py and a bare decode (time_ab)")
+    p.add_argument("--ab-rounds", type=int, default=6)
+    p.add_argument("--floor", action="store_true",
+                   help="also time a bare pyarrow decode of the same row groups and columns (time_decode_floor)")
     args = p.parse_args()
     t0 = time.perf_counter()
     path = make_table(args.rows, args.policy, args.seq_len, args.files, args.row_group_rows)
     out = {k: v for k, v in vars(args).items()}
     out["generate_s"] = round(time.perf_counter() - t0, 2)
     out.update(time_loader(path, args))
+    if args.floor:
+        out.update(time_decode_floor(path, args))
+    if args.ab:
+        out.update(time_ab(path, args))
     if args.stock:
         out.update(time_stock(path, args))
         out["speedup_vs_stock"] = round(out["samples_per_s"] / out["stock_samples_per_s"], 2)

@@ -11,10 +11,13 @@ How it reads. Petastorm's ``Reader`` (what ``make_batch_reader`` builds: explici
 worker class. ``make_batch_reader`` hard-wires ``ArrowReaderWorker``, whose results reader turns every
 list column into a matrix row by row (``np.vstack(column.tolist())``) and which cannot keep a row stride.
 :class:`_EbfArrowWorker` publishes the Arrow table of a row group as is (row-strided when a segment is
-row-sharded, below); the consumer turns each list column into an int32 ``[rows, N]`` matrix straight from the
-Arrow offsets and values buffers (no per-row Python), shuffles in a columnar buffer and emits ``Batch``
-objects with int64 tensors (``bench/bench_loader.py --stock`` measures 7-8x the samples/s of
-``make_batch_reader`` + ``BatchedDataLoader`` on a 200k-row table with 11 sequences of 32, 2 busy cores).
+row-sharded, below); the consumer views each list column as an int32 ``[rows, N]`` matrix over the Arrow
+offsets and values buffers (no per-row Python, no copy), shuffles in a columnar buffer and gathers each batch
+straight into its ``Batch`` tensors (int64 ids, lengths and meta, a float32 label; page-locked with
+``pin_memory``, so a ``non_blocking`` copy to the GPU needs no further host copy). ``bench/bench_loader.py``
+measures it: samples/s and per CPU-second, the stages (``--split``), the ratio to ``make_batch_reader`` +
+``BatchedDataLoader`` (``--stock``), the floor of a bare pyarrow decode (``--floor``) and another checkout's
+loader epoch for epoch (``--ab``); BENCHMARKS.md has the figures.
 
 Sharding (every rank runs the same number of steps: petastorm issue #508). Each rank computes, from the
 Delta log's ``numRecords`` alone (a file's Parquet footer when a writer kept no stats), every rank's share of
@@ -38,7 +41,8 @@ evaluation) leaves none: each segment ends with a partial batch.
 
 Shuffling: row groups in a random order drawn from (seed, epoch, segment, rank); rows within and across row
 groups through a buffer that keeps ``shuffle_buffer`` rows back and emits uniformly drawn batches from the
-rest. ``shuffle=False`` (evaluation) ventilates row groups in path order and keeps rows in the order they
+rest (:class:`_ShuffleBuffer`: the rows of a batch are a uniform draw, listed grouped by the row group that
+holds them). ``shuffle=False`` (evaluation) ventilates row groups in path order and keeps rows in the order they
 arrive (with several workers, row groups arrive in completion order).
 
 Resources: each segment's reader has its own pool of ``workers`` threads, opened in a ``with`` block when the
@@ -47,6 +51,7 @@ epoch first needs that segment and closed when the epoch ends or the iterator is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import warnings
@@ -162,58 +167,137 @@ def column_to_numpy(name: str, column: pa.ChunkedArray | pa.Array) -> np.ndarray
     return arr.to_numpy()
 
 
-def _take(cols: Mapping[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: np.take(v, idx, axis=0) for k, v in cols.items()}  # np.take: ~2.5x fancy indexing on [n, N]
-
-
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    if len(parts) == 1:
-        return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+@functools.lru_cache(maxsize=None)
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
 
 
 class _ShuffleBuffer:
-    """Columnar shuffling buffer: row groups in, batches of ``batch_size`` out.
+    """Columnar shuffling buffer: row groups in, batches of ``batch_size`` rows out as CPU tensors.
 
-    On each row group it permutes (kept rows + new rows) and emits full batches from the front while keeping at
-    least ``keep_rows`` back to mix with the next row group, so a batch is a uniform draw without replacement
-    from the pool. ``rng=None`` keeps row order (no shuffling).
+    Draws: on each row group it permutes (kept rows + new rows) and emits full batches from the front of the
+    permutation while keeping at least ``keep_rows`` back to mix with the next row group, so a batch is a
+    uniform draw without replacement from the pool. ``rng=None`` keeps row order (no shuffling).
+
+    Copies (issue 19): a row group's columns arrive as numpy views over its Arrow buffers and are never
+    concatenated. Each batch is gathered straight from where its rows are held (the kept rows, the row groups)
+    into its output tensors: one copy of every row, cast on the way to ``out_dtypes`` (through a scratch block
+    of ``batch_size`` rows that stays in cache), in page-locked memory with ``pin_memory`` (no second copy to
+    pin). The rows kept back are gathered once into one of two reused buffers, at their source dtype. A batch
+    holds the same rows as a gather in permutation order would, but grouped by where they are held (kept rows
+    first, then each row group's) and in row order within a group, so the gathers walk memory forwards; with
+    ``rng=None`` this is the arrival order.
     """
 
-    def __init__(self, batch_size: int, keep_rows: int, rng: np.random.Generator | None) -> None:
+    def __init__(self, batch_size: int, keep_rows: int, rng: np.random.Generator | None,
+                 out_dtypes: Mapping[str, Any] | None = None, pin_memory: bool = False) -> None:
         self.batch_size, self.keep_rows, self.rng = batch_size, keep_rows, rng
-        self._parts: list[dict[str, np.ndarray]] = []
+        self.out_dtypes = {k: np.dtype(v) for k, v in (out_dtypes or {}).items()}
+        self.pin_memory = pin_memory
+        self._parts: list[dict[str, np.ndarray]] = []  # row groups not drawn from yet, in arrival order
+        self._part_rows: list[int] = []
+        self._kept_bufs: list[dict[str, np.ndarray]] = []  # two buffers, used in turn for the kept rows
+        self._kept: dict[str, np.ndarray] = {}  # views of the rows kept back, in source order
+        self._kept_row = np.empty(0, dtype=np.int64)  # the pool's i-th kept row is row _kept_row[i] of _kept
+        self._scratch: dict[str, np.ndarray] = {}
         self._rows = 0
 
-    def _emit(self, keep: int) -> Iterator[dict[str, np.ndarray]]:
+    def _sources(self) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        """Where the pool's rows are held (kept rows, then the row groups) and their bounds in key space: the
+        key of a held row is its row in the kept rows, or the kept count plus its row in the row groups."""
+        k = len(self._kept_row)
+        srcs = ([self._kept] if k else []) + self._parts
+        sizes = ([k] if k else []) + self._part_rows
+        return srcs, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+    def _keys(self, pool_pos: np.ndarray) -> np.ndarray:
+        """Pool positions (the permutation's values) -> keys; the kept rows come first in the pool."""
+        keys = pool_pos.astype(np.int64, copy=True)
+        kept = pool_pos < len(self._kept_row)
+        keys[kept] = self._kept_row[pool_pos[kept]]
+        return keys
+
+    def _gather(self, srcs: list[dict[str, np.ndarray]], bounds: np.ndarray, keys: np.ndarray,
+                out: Mapping[str, np.ndarray]) -> None:
+        """The rows with these (ascending) keys, in key order, into ``out``'s arrays."""
+        cuts = np.searchsorted(keys, bounds)
+        pieces = [(keys[cuts[s]:cuts[s + 1]] - bounds[s], src) for s, src in enumerate(srcs) if cuts[s + 1] > cuts[s]]
+        for name, dst in out.items():
+            pos = 0
+            for idx, src in pieces:
+                col, m = src[name], len(idx)
+                if col.dtype == dst.dtype:  # mode="clip": take writes into ``out`` directly (no buffering)
+                    np.take(col, idx, axis=0, out=dst[pos:pos + m], mode="clip")
+                else:
+                    tmp = self._scratch.get(name)
+                    if tmp is None or tmp.shape[0] < m or tmp.dtype != col.dtype:
+                        tmp = self._scratch[name] = np.empty((max(m, self.batch_size),) + col.shape[1:], col.dtype)
+                    np.take(col, idx, axis=0, out=tmp[:m], mode="clip")
+                    dst[pos:pos + m] = tmp[:m]
+                pos += m
+
+    def _batch(self, srcs: list[dict[str, np.ndarray]], bounds: np.ndarray,
+               keys: np.ndarray) -> dict[str, torch.Tensor]:
+        """The rows with these keys as tensors of ``out_dtypes``, in key order."""
+        keys = np.sort(keys)
+        out = {name: torch.empty((len(keys),) + col.shape[1:],
+                                 dtype=_torch_dtype(self.out_dtypes.get(name, col.dtype)), pin_memory=self.pin_memory)
+               for name, col in srcs[0].items()}
+        self._gather(srcs, bounds, keys, {name: t.numpy() for name, t in out.items()})
+        return out
+
+    def _keep(self, srcs: list[dict[str, np.ndarray]], bounds: np.ndarray, keys: np.ndarray) -> None:
+        """Make the rows with these keys, in this order, the kept rows (the next pool's first positions): gathered
+        in source order into the buffer the current kept rows are not in."""
+        order = np.argsort(keys, kind="stable")
+        n = len(keys)
+        kept_row = np.empty(n, dtype=np.int64)
+        kept_row[order] = np.arange(n)
+        if n:
+            cap = max(n, self.keep_rows + self.batch_size)
+            if len(self._kept_bufs) < 2 or len(next(iter(self._kept_bufs[0].values()))) < n:
+                self._kept_bufs.append({name: np.empty((cap,) + col.shape[1:], col.dtype)
+                                        for name, col in srcs[0].items()})
+                self._kept_bufs = self._kept_bufs[-2:]
+            else:
+                self._kept_bufs.reverse()
+            buf = self._kept_bufs[-1]  # not the one the current kept rows are in
+            self._gather(srcs, bounds, keys[order], {name: a[:n] for name, a in buf.items()})
+            self._kept = {name: a[:n] for name, a in buf.items()}
+        else:
+            self._kept = {}
+        self._kept_row = kept_row
+
+    def _emit(self, keep: int) -> Iterator[dict[str, torch.Tensor]]:
         n_batches = max(0, (self._rows - keep) // self.batch_size)
         if n_batches == 0:
             return
-        pool = _concat(self._parts)
+        srcs, bounds = self._sources()
         order = self.rng.permutation(self._rows) if self.rng is not None else np.arange(self._rows)
+        keys = self._keys(order)  # before _keep renumbers the kept rows
         used = n_batches * self.batch_size
-        rest = order[used:]
-        self._parts = [_take(pool, rest)] if len(rest) else []
-        self._rows = len(rest)
+        self._keep(srcs, bounds, keys[used:])
+        self._parts, self._part_rows, self._rows = [], [], len(order) - used
         for b in range(n_batches):
-            yield _take(pool, order[b * self.batch_size:(b + 1) * self.batch_size])
+            yield self._batch(srcs, bounds, keys[b * self.batch_size:(b + 1) * self.batch_size])
 
-    def add(self, cols: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def add(self, cols: dict[str, np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
         n = len(next(iter(cols.values())))
         if n:
             self._parts.append(cols)
+            self._part_rows.append(n)
             self._rows += n
         if self._rows >= self.keep_rows + self.batch_size:
             yield from self._emit(self.keep_rows)
 
-    def drain(self, keep_partial: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    def drain(self, keep_partial: bool = False) -> Iterator[dict[str, torch.Tensor]]:
         """Full batches from what is left; the last partial batch only with ``keep_partial``."""
         yield from self._emit(0)
         if keep_partial and self._rows:
-            pool = _concat(self._parts)
-            order = self.rng.permutation(self._rows) if self.rng is not None else np.arange(self._rows)
-            self._parts, self._rows = [], 0
-            yield _take(pool, order)
+            srcs, bounds = self._sources()
+            keys = np.arange(self._rows)  # every row: no draw needed
+            self._parts, self._part_rows, self._rows = [], [], 0
+            yield self._batch(srcs, bounds, keys)
 
 
 # --- Petastorm worker -------------------------------------------------------------------------------------
@@ -416,7 +500,7 @@ class EbfLoader:
                     raise RuntimeError(
                         f"segment {s} ran out of rows before its {self.segments[s].plan.steps} steps: the files "
                         "hold fewer rows than the Delta log's numRecords say") from None
-                yield batch.pin_memory() if self.pin_memory else batch
+                yield batch  # with pin_memory, gathered straight into page-locked memory
         finally:
             for stream in streams.values():
                 stream.close()  # leaves the reader's with-block: its worker pool stops
@@ -431,7 +515,8 @@ class EbfLoader:
                       for k, f in enumerate(spec.files)}
         seed = _seed(self.seed, epoch, spec.segment, self.cur_shard)
         rng = np.random.default_rng(seed) if self.shuffle else None
-        buf = _ShuffleBuffer(self.batch_size, self.shuffle_buffer if self.shuffle else 0, rng)
+        buf = _ShuffleBuffer(self.batch_size, self.shuffle_buffer if self.shuffle else 0, rng,
+                             out_dtypes=self._out_dtypes(spec), pin_memory=self.pin_memory)
         with _open_reader(files, spec.columns, workers=self.workers, seed=seed % (2 ** 32), shuffle=self.shuffle,
                           row_stride=stride) as reader:
             for table in reader:
@@ -441,19 +526,20 @@ class EbfLoader:
             for chunk in buf.drain(keep_partial=not self.drop_last):
                 yield self._to_batch(chunk, spec)
 
-    def _to_batch(self, cols: Mapping[str, np.ndarray], spec: SegmentSpec) -> Batch:
-        def long(name: str) -> torch.Tensor:
-            # widen in numpy: a torch CPU cast runs on the intra-op thread pool, slow on a busy host
-            return torch.from_numpy(cols[name].astype(np.int64))
+    @staticmethod
+    def _out_dtypes(spec: SegmentSpec) -> dict[str, Any]:
+        """What the batch's tensors hold: int64 ids, lengths and meta (the batch contract), a float32 label."""
+        return {name: np.float32 if name == "label" else np.int64 for name in spec.columns}
 
+    def _to_batch(self, cols: Mapping[str, torch.Tensor], spec: SegmentSpec) -> Batch:
         return Batch(
-            targets={c: long(c) for c in TARGET_COLUMNS},
-            seqs={c: long(c) for c in spec.seq_columns},
-            lengths={s: long(len_col(s)) for s in spec.sources},
-            label=torch.from_numpy(cols["label"].astype(np.float32)),
+            targets={c: cols[c] for c in TARGET_COLUMNS},
+            seqs={c: cols[c] for c in spec.seq_columns},
+            lengths={s: cols[len_col(s)] for s in spec.sources},
+            label=cols["label"],
             policy=self.policy,
             segment=spec.segment,
-            meta={c: long(c) for c in META_COLUMNS_READ},
+            meta={c: cols[c] for c in META_COLUMNS_READ},
         )
 
     def describe(self) -> dict[str, Any]:
