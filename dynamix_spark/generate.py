@@ -11,9 +11,18 @@ parameters alone. What it plants, for the pipeline to find and survive:
 - conversions logged up to 60 s before the impression they belong to (the paper's logging delay);
 - dwell noise from a few ms to several hours, exact duplicate events, and malformed rows (null ids,
   negative dwell, timestamps outside the partition's day);
-- conversions whose ad matches the user's preferred category (the category dominating their recent
-  ad impressions) much more often in correlated windows than in ``low`` ones, so a model reading EBFs
-  can learn something and segment policies can matter.
+- the planted mechanism (docs/EXPERIMENTS.md, "The planted mechanism"; effect sizes in ``generator.*``):
+  each user has a preferred category, shown in ``EXPOSURE_PREFERRED_SHARE`` of their ads, and per 6-hour
+  window an interest category, shown in ``interest_view_share`` of their organic and page impressions and
+  in ads only by chance. In active windows (``positive``/``negative``) a share of conversions is on an ad
+  of the interest category (which only the extra sources reveal) and a share on the preferred category
+  (which the ad history reveals); in passive (``low``) windows both shares are small. Every other
+  conversion's category is drawn like a shown ad's, so it carries no signal. ``null_control`` sets every
+  conversion share to 0. ``surface``, ``media_type``, ``position`` and ``device_type`` (the low-importance
+  attributes) are drawn independently of everything, for every user.
+
+Organic content and page ids carry their category: ``id // CATALOG_STRIDE`` (items per category from
+``catalog_items_per_category``); an ad's category is its ``category_id``.
 """
 from __future__ import annotations
 
@@ -35,6 +44,8 @@ BURST_LOOKBACK_S = 240  # burst impressions lie in [c - 240 s, c]: inside the de
 SURFACES = ("feed", "stories", "reels", "marketplace")
 MEDIA_TYPES = ("image", "video", "carousel")
 DEVICES = ("ios", "android", "web")
+EXPOSURE_PREFERRED_SHARE = 0.5  # ads shown (background and burst) of the user's preferred category; else uniform
+CATALOG_STRIDE = 1000  # organic content_id and page_id = CATALOG_STRIDE x category + item
 _MASK53 = (1 << 53) - 1
 
 
@@ -103,20 +114,40 @@ def user_days(spark: SparkSession, cfg: GeneratorConfig) -> DataFrame:
     return users(spark, cfg).crossJoin(F.broadcast(days))
 
 
-def truth(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
-    """The planted engagement type per user and 6-hour window."""
+def _window_start_s(ts_s: Column) -> Column:
+    """Start (epoch s) of the planted 6-hour window holding ``ts_s``."""
+    return (ts_s - F.pmod(ts_s, F.lit(TRUTH_WINDOW_S))).cast("long")
+
+
+def _window_truth(cfg: GeneratorConfig, user_id: Column, window_start_s: Column) -> tuple[Column, Column]:
+    """The planted engagement type and interest category of a user's window: hashes of (user, window start),
+    so every source computes them where it needs them, without a join, and ``truth`` writes the same values.
+
+    With probability ``engagement_persistence`` a window takes the user's own type (one draw per user), else
+    a fresh draw; both have ``ENGAGEMENT_PROBS``, so the share of each type is unchanged, and the previous
+    window's type (what an example's segment is computed from) predicts the current one: P(active | previous
+    active) - P(active | previous passive) = persistence^2."""
     r = Draws(cfg.seed)
-    w = user_day.withColumn("w", F.explode(F.sequence(F.lit(0), F.lit(86_400 // TRUTH_WINDOW_S - 1))))
-    ws = F.col("day_start_s") + F.col("w") * TRUTH_WINDOW_S
-    u = r.uniform("engagement", F.col("user_id"), ws)
+    ws = window_start_s.cast("long")
+    u = F.when(r.uniform("engagement_persist", user_id, ws) < cfg.engagement_persistence,
+               r.uniform("engagement_user", user_id)).otherwise(r.uniform("engagement", user_id, ws))
     p0, p1, _ = ENGAGEMENT_PROBS
     etype = F.when(u < p0, "positive").when(u < p0 + p1, "negative").otherwise("low")
+    return etype, r.integer("interest_cat", 0, cfg.n_categories - 1, user_id, ws)
+
+
+def truth(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
+    """The planted engagement type and interest category per user and 6-hour window."""
+    w = user_day.withColumn("w", F.explode(F.sequence(F.lit(0), F.lit(86_400 // TRUTH_WINDOW_S - 1))))
+    ws = F.col("day_start_s") + F.col("w") * TRUTH_WINDOW_S
+    etype, interest = _window_truth(cfg, F.col("user_id"), ws)
     return w.select(
         "user_id",
         F.timestamp_seconds(ws).alias("window_start"),
         etype.alias("engagement_type"),
         "activity",
         "preferred_category",
+        interest.alias("interest_category"),
         F.col("day").alias("ds"),
     )
 
@@ -148,13 +179,26 @@ def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, category: Colu
     )
 
 
-def _with_window_type(df: DataFrame, truth_df: DataFrame, ts_s: Column) -> DataFrame:
-    """Attach the planted engagement type of the 6-hour window holding ``ts_s`` (an equi-join)."""
-    t = truth_df.select(
-        "user_id", F.unix_timestamp("window_start").alias("_tw"), F.col("engagement_type").alias("etype")
-    )
-    df = df.withColumn("_tw", ts_s - F.pmod(ts_s, F.lit(TRUTH_WINDOW_S)))
-    return df.join(t, ["user_id", "_tw"], "left").drop("_tw").fillna({"etype": "low"})
+def _shown_category(r: Draws, cfg: GeneratorConfig, salt: str, key: Column) -> Column:
+    """The category of a shown ad: the user's preferred one with EXPOSURE_PREFERRED_SHARE, else uniform."""
+    return F.when(r.uniform(f"{salt}_pref", key) < EXPOSURE_PREFERRED_SHARE, F.col("preferred_category")).otherwise(
+        r.integer(f"{salt}_cat", 0, cfg.n_categories - 1, key))
+
+
+def _viewed_category(r: Draws, cfg: GeneratorConfig, salt: str, user_id: Column, ts_s: Column, key: Column) -> Column:
+    """The category of an organic or page impression at ``ts_s``: the window's interest category with
+    ``interest_view_share``, else uniform."""
+    _etype, interest = _window_truth(cfg, user_id, _window_start_s(ts_s))
+    return F.when(r.uniform(f"{salt}_interest", key) < cfg.interest_view_share, interest).otherwise(
+        r.integer(f"{salt}_cat", 0, cfg.n_categories - 1, key))
+
+
+def conversion_shares(cfg: GeneratorConfig) -> dict[str, tuple[float, float]]:
+    """(interest share, preferred share) of conversions per window class; all 0 under ``null_control``."""
+    if cfg.null_control:
+        return {"active": (0.0, 0.0), "passive": (0.0, 0.0)}
+    return {"active": (cfg.interest_conversion_share_active, cfg.preferred_conversion_share_active),
+            "passive": (cfg.interest_conversion_share_passive, cfg.preferred_conversion_share_passive)}
 
 
 def _dwell(r: Draws, cfg: GeneratorConfig, key: Column, shift: Column) -> Column:
@@ -172,7 +216,7 @@ def _noisy_dwell(r: Draws, cfg: GeneratorConfig, key: Column, dwell: Column) -> 
     return F.when(u < half, short).when(u < cfg.dwell_noise_share, long_).otherwise(dwell)
 
 
-def ad_impressions_and_conversions(user_day: DataFrame, truth_df: DataFrame, cfg: GeneratorConfig):
+def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
     r = Draws(cfg.seed)
     uid, day = F.col("user_id"), F.col("day_idx")
 
@@ -180,12 +224,22 @@ def ad_impressions_and_conversions(user_day: DataFrame, truth_df: DataFrame, cfg
     conv = _explode_count(user_day, r.count("n_conv", F.col("activity") * cfg.conversions_per_user_day, uid, day), "k")
     ckey = F.concat_ws(":", uid, day, F.col("k"))
     conv = conv.withColumn("conv_s", F.col("day_start_s") + _daily_cycle_second(r.uniform("conv_t", ckey)))
-    conv = _with_window_type(conv, truth_df, F.col("conv_s"))
+    etype, interest = _window_truth(cfg, uid, _window_start_s(F.col("conv_s")))
+    conv = conv.withColumn("etype", etype).withColumn("interest_category", interest)
+    # The planted mechanism: which category the converted ad is of (module docstring).
+    shares = conversion_shares(cfg)
     active = F.col("etype").isin("positive", "negative")
-    p_pref = F.when(active, 0.8).otherwise(0.3)
-    conv_cat = F.when(r.uniform("conv_pref", ckey) < p_pref, F.col("preferred_category")).otherwise(
-        r.integer("conv_cat", 0, cfg.n_categories - 1, ckey))
-    conv = _ad_attributes(conv, r, cfg, conv_cat, ckey)
+    interest_share = F.when(active, shares["active"][0]).otherwise(shares["passive"][0])
+    either_share = F.when(active, sum(shares["active"])).otherwise(sum(shares["passive"]))
+    u = r.uniform("conv_source", ckey)
+    category_source = F.when(u < interest_share, "interest").when(u < either_share, "preferred").otherwise("shown")
+    conv = conv.withColumn("category_source", category_source)
+    conv_cat = (F.when(F.col("category_source") == "interest", F.col("interest_category"))
+                .when(F.col("category_source") == "preferred", F.col("preferred_category"))
+                .otherwise(_shown_category(r, cfg, "conv", ckey)))
+    # Keyed by the conversion's event id: with ckey itself, conversion k's ad would share its in-category
+    # draw (and so often its ad_id) and its attributes with background impression k of the same user-day.
+    conv = _ad_attributes(conv, r, cfg, conv_cat, F.concat(F.lit("cv-"), ckey))
     pre_logged = r.uniform("pre_logged", ckey) < cfg.pre_logged_conversion_share
     # The impression a conversion belongs to: logged up to max_logging_delay_s after the conversion for a
     # share of conversions (the logging delay), otherwise 1-30 s before it.
@@ -203,6 +257,7 @@ def ad_impressions_and_conversions(user_day: DataFrame, truth_df: DataFrame, cfg
         F.when(r.uniform("conv_no_ad", ckey) < 0.05, F.lit(None).cast("long")).otherwise(F.col("ad_id")).alias("ad_id"),
         r.choice("conv_type", ("click", "like", "share", "comment", "purchase"), ckey).alias("conversion_type"),
         F.col("pre_logged"),
+        F.col("category_source"),
     )
 
     own = conv.select(
@@ -212,8 +267,7 @@ def ad_impressions_and_conversions(user_day: DataFrame, truth_df: DataFrame, cfg
     )
     burst = _explode_count(conv, r.count("n_burst", F.lit(cfg.burst_impressions_per_conversion), ckey), "j")
     bkey = F.concat_ws(":", ckey, F.col("j"))
-    burst_cat = F.when(r.uniform("burst_pref", bkey) < 0.6, F.col("preferred_category")).otherwise(
-        r.integer("burst_cat", 0, cfg.n_categories - 1, bkey))
+    burst_cat = _shown_category(r, cfg, "burst", bkey)
     burst = _ad_attributes(burst.drop("category_id", "ad_id", "campaign_id", "advertiser_id", "semantic_ids",
                                       "surface", "media_type", "position", "device_type"),
                            r, cfg, burst_cat, bkey)
@@ -226,8 +280,7 @@ def ad_impressions_and_conversions(user_day: DataFrame, truth_df: DataFrame, cfg
 
     bg = _explode_count(user_day, r.count("n_bg", F.col("activity") * cfg.ad_impressions_per_user_day, uid, day), "k")
     gkey = F.concat_ws(":", uid, day, F.col("k"))
-    bg_cat = F.when(r.uniform("bg_pref", gkey) < 0.5, F.col("preferred_category")).otherwise(
-        r.integer("bg_cat", 0, cfg.n_categories - 1, gkey))
+    bg_cat = _shown_category(r, cfg, "bg", gkey)
     bg = _ad_attributes(bg, r, cfg, bg_cat, gkey).select(
         F.concat(F.lit("ai-g-"), gkey).alias("event_id"), "user_id",
         (F.col("day_start_s") + _daily_cycle_second(r.uniform("bg_t", gkey))).alias("ts_s"),
@@ -252,11 +305,14 @@ def organic_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
     df = _explode_count(user_day, r.count("n_org", F.col("activity") * cfg.organic_per_user_day, uid, day), "k")
     key = F.concat_ws(":", uid, day, F.col("k"))
     df = df.withColumn("event_id", F.concat(F.lit("oi-"), key))
+    df = df.withColumn("ts_s", F.col("day_start_s") + _daily_cycle_second(r.uniform("org_t", key)))
+    cat = _viewed_category(r, cfg, "org", uid, F.col("ts_s"), key)
     ekey = F.col("event_id")
     return df.select(
         "event_id", "user_id",
-        F.timestamp_seconds(F.col("day_start_s") + _daily_cycle_second(r.uniform("org_t", key))).alias("event_ts"),
-        r.integer("content", 1, 5_000_000, key).alias("content_id"),
+        F.timestamp_seconds("ts_s").alias("event_ts"),
+        (cat * CATALOG_STRIDE + r.integer("content", 0, cfg.catalog_items_per_category - 1, key))
+        .cast("long").alias("content_id"),
         _noisy_dwell(r, cfg, ekey, _dwell(r, cfg, ekey, F.lit(0.3))).alias("dwell_ms"),
         r.choice("org_media", ("image", "video", "text"), key).alias("media_type"),
         r.integer("org_pos", 1, 100, key).cast("int").alias("position"),
@@ -268,12 +324,13 @@ def page_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
     uid, day = F.col("user_id"), F.col("day_idx")
     df = _explode_count(user_day, r.count("n_page", F.col("activity") * cfg.pages_per_user_day, uid, day), "k")
     key = F.concat_ws(":", uid, day, F.col("k"))
-    cat = F.when(r.uniform("page_pref", key) < 0.5, F.col("preferred_category")).otherwise(
-        r.integer("page_cat", 0, cfg.n_categories - 1, key))
+    df = df.withColumn("ts_s", F.col("day_start_s") + _daily_cycle_second(r.uniform("page_t", key)))
+    cat = _viewed_category(r, cfg, "page", uid, F.col("ts_s"), key)
     return df.select(
         F.concat(F.lit("pi-"), key).alias("event_id"), "user_id",
-        F.timestamp_seconds(F.col("day_start_s") + _daily_cycle_second(r.uniform("page_t", key))).alias("event_ts"),
-        (cat * 1000 + r.integer("page", 0, 999, key)).cast("long").alias("page_id"),
+        F.timestamp_seconds("ts_s").alias("event_ts"),
+        (cat * CATALOG_STRIDE + r.integer("page", 0, cfg.catalog_items_per_category - 1, key))
+        .cast("long").alias("page_id"),
         F.array(cat * 100 + r.integer("psem1", 0, 9, key), r.integer("psem2", 10_000, 10_999, key)).alias("semantic_ids"),
         r.choice("page_media", ("page", "profile", "shop"), key).alias("media_type"),
     )
@@ -310,11 +367,11 @@ def generate(spark: SparkSession, cfg: GeneratorConfig) -> dict[str, DataFrame]:
     """All four raw sources (contract columns + ``ds``) and the planted truth, as lazy DataFrames."""
     ud = user_days(spark, cfg).cache()
     truth_df = truth(ud, cfg).cache()
-    ads, conv = ad_impressions_and_conversions(ud, truth_df, cfg)
+    ads, conv = ad_impressions_and_conversions(ud, cfg)
     out: dict[str, DataFrame] = {}
     sources = {
         "ad_impressions": ads,
-        "conversions": conv.drop("pre_logged"),
+        "conversions": conv.drop("pre_logged", "category_source"),
         "organic_impressions": organic_impressions(ud, cfg),
         "page_impressions": page_impressions(ud, cfg),
     }
@@ -323,8 +380,9 @@ def generate(spark: SparkSession, cfg: GeneratorConfig) -> dict[str, DataFrame]:
         df = df.select([F.col(f.name).cast(f.dataType) for f in schema.fields])
         out[name] = corrupt(df, name, cfg)
     out["truth_engagement"] = truth_df.select([F.col(f.name) for f in TRUTH_ENGAGEMENT.fields])
-    # Which conversions were logged before their own impression (for tests of the logging delay).
-    out["truth_conversions"] = conv.select("event_id", "user_id", "event_ts", "pre_logged")
+    # Which conversions were logged before their own impression (for tests of the logging delay), and what
+    # chose the converted ad's category: "interest", "preferred" or "shown" (the planted mechanism).
+    out["truth_conversions"] = conv.select("event_id", "user_id", "event_ts", "pre_logged", "category_source")
     return out
 
 

@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, [*args.overrides, f"generator.start_date={args.ds}"])
     spark = build_spark(f"{cfg.spark.app_name}-generate_logs", cfg.spark.conf)
     counts = write_raw(spark, cfg.generator, cfg.paths.raw_root, cfg.paths.truth_root)
-    print(json.dumps({"raw_root": cfg.paths.raw_root, "truth_root": cfg.paths.truth_root, "rows": counts}))
+    print(json.dumps({"raw_root": cfg.paths.raw_root, "truth_root": cfg.paths.truth_root, "rows": counts,
+                      "null_control": cfg.generator.null_control}))
     return 0
 
 

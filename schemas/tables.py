@@ -78,6 +78,8 @@ TRUTH_ENGAGEMENT = StructType([
     StructField("engagement_type", StringType(), False),  # positive, negative, low
     StructField("activity", DoubleType(), False),  # activity multiplier (heavy tailed)
     StructField("preferred_category", LongType(), False),
+    # the window's interest category: shown in organic/page impressions; conversions follow it in active windows
+    StructField("interest_category", LongType(), False),
     DS,
 ])
 
