@@ -3,12 +3,16 @@ one run per day.
 
 ``wait_for_raw`` is a sensor (``PythonSensor``, reschedule mode: no worker slot held between pokes) on the day's
 raw partitions: it succeeds once ``<raw_root>/<source>/ds=<ds>/_SUCCESS`` (the profile's ``paths.raw_root`` and
-``paths.raw_ready_marker``) exists for every source, poking every ``DYNAMIX_RAW_POKE_S`` seconds (300), and
-fails after ``DYNAMIX_RAW_WAIT_S`` (6 h) without them; then nothing downstream runs (``DYNAMIX_RAW_SENSOR_MODE``:
+``paths.raw_ready_marker``) exists for every required source (``paths.required_sources``; ad impressions and
+conversions by default) and for every optional source whose partition folder exists (a landing job still writing
+it); an optional source without a folder is absent, and the day runs without it. It pokes every
+``DYNAMIX_RAW_POKE_S`` seconds (300) and fails after ``DYNAMIX_RAW_WAIT_S`` (6 h) without them; then nothing
+downstream runs (``DYNAMIX_RAW_SENSOR_MODE``:
 ``poke`` for ``airflow dags test`` in the end-to-end test). It reads the profile's ``paths`` with PyYAML
-(following ``extends`` like the project's loader), not through the project. A raw root on an object store is
-not checked here (it passes): denoise's own input check, which fails a day without its markers before any
-write, stays the gate.
+(following ``extends`` like the project's loader), not through the project, and validates none of them (the
+jobs' config loader does: an unknown source in ``required_sources`` fails denoise with a config error). A raw
+root on an object store is not checked here (it passes): denoise's own input check, which fails a day without
+its required partitions or markers before any write, stays the gate.
 
 Each other task is the documented spark-submit line (docs/OPERATIONS.md) run by a ``BashOperator``:
 
@@ -90,6 +94,8 @@ STEPS: list[tuple[str, str]] = [
 # The raw sources, one folder each under raw_root (schemas/raw.py's RAW_SOURCES; tests/test_airflow_dag.py
 # checks the two agree, since this file cannot import the project).
 RAW_SOURCES = ("ad_impressions", "conversions", "organic_impressions", "page_impressions")
+# PathsConfig.required_sources' default (the same test checks that they agree): the sources a day waits for.
+REQUIRED_SOURCES = ("ad_impressions", "conversions")
 SENSOR_TASK_ID = "wait_for_raw"
 
 # A day's logs are complete (denoise tolerates events up to 1 h off their partition) this long after its end:
@@ -151,24 +157,42 @@ def _profile_paths(profile: Path, chain: tuple[Path, ...] = ()) -> dict:
     return {**paths, **(data.get("paths") or {})}
 
 
-def missing_raw_markers(repo: str, profile: str, ds: str) -> list[str]:
-    """What the day ``ds`` still lacks: the ``<raw_root>/<source>/ds=<ds>/<marker>`` files (the partition folder
-    when the profile's ``raw_ready_marker`` is ""). Relative paths are the repository's, as for the jobs.
-    Defaults as in ``PathsConfig``. A raw root on an object store (``s3a://...``) is not checked: []."""
+def _raw_partitions(repo: str, profile: str, ds: str) -> tuple[dict, list[tuple[str, Path, Path]] | None]:
+    """The profile's ``paths`` and, per source, (source, partition folder of ``ds``, the file whose existence
+    marks it complete: the marker, or the folder when the profile's ``raw_ready_marker`` is ""). Relative paths
+    are the repository's, as for the jobs; defaults as in ``PathsConfig``. None for a raw root on an object
+    store (``s3a://...``): not checked here."""
     paths = _profile_paths(Path(repo) / profile)
     raw_root = str(paths.get("raw_root", "data/raw"))
     marker = str(paths.get("raw_ready_marker", "_SUCCESS") or "")
     if raw_root.startswith("file:"):
         raw_root = raw_root[len("file:"):]
     elif "://" in raw_root:
-        return []
+        return paths, None
     root = Path(repo) / raw_root
-    wanted = [root / source / f"ds={ds}" for source in RAW_SOURCES]
-    return [str(p / marker if marker else p) for p in wanted if not (p / marker if marker else p).exists()]
+    folders = [(source, root / source / f"ds={ds}") for source in RAW_SOURCES]
+    return paths, [(source, p, p / marker if marker else p) for source, p in folders]
+
+
+def missing_raw_markers(repo: str, profile: str, ds: str) -> list[str]:
+    """What the day ``ds`` still lacks, of every source: the ``<raw_root>/<source>/ds=<ds>/<marker>`` files (the
+    partition folder when the profile's ``raw_ready_marker`` is ""). A raw root on an object store: []."""
+    _, parts = _raw_partitions(repo, profile, ds)
+    return [str(done) for _, _, done in parts or () if not done.exists()]
+
+
+def awaited_raw_markers(repo: str, profile: str, ds: str) -> list[str]:
+    """What the sensor still waits for: the missing markers of the required sources (``paths.required_sources``)
+    and of optional sources whose partition folder exists (a landing job still writing it). An optional source
+    without a folder for the day is absent: denoise runs the day without it (length-0 sequences)."""
+    paths, parts = _raw_partitions(repo, profile, ds)
+    required = tuple(paths.get("required_sources") or REQUIRED_SOURCES)
+    return [str(done) for source, folder, done in parts or ()
+            if not done.exists() and (source in required or folder.exists())]
 
 
 def _raw_ready(repo: str, profile: str, ds: str) -> bool:
-    missing = missing_raw_markers(repo, profile, ds)
+    missing = awaited_raw_markers(repo, profile, ds)
     if missing:
         print(f"raw input of {ds} not complete, waiting for: {', '.join(missing)}")
     return not missing

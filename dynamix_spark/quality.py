@@ -537,7 +537,8 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
 
 def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *, job: str, run_id: str,
          reconciliation: Reconciliation | None = None, expected_rows: int | None = None,
-         previous: DataFrame | None = None, load_previous: bool = True, record: bool = True) -> GateResult:
+         previous: DataFrame | None = None, load_previous: bool = True, record: bool = True,
+         extra_checks: Sequence[CheckResult] = ()) -> GateResult:
     """Validate the staged ``df`` of ``table`` for ``ds`` (persist it first: it is scanned several times).
 
     - the table's suite from ``schemas.expectations.suite`` (GX, on the Spark DataFrame);
@@ -545,7 +546,9 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
     - ``expected_rows``: ``df`` must have exactly this many rows (``row_count_reconciles``), e.g. clean ad
       impressions of the day x policies for ``ebf_examples``;
     - drift against ``previous`` (default: the published partition of ``ds`` - 1, when ``load_previous``);
-    - the active-share band for ``user_window_stats``.
+    - the active-share band for ``user_window_stats``;
+    - ``extra_checks``: results the caller established without the data (``source_present`` for a raw source,
+      :func:`source_present_check`), recorded with the rest.
 
     With ``record`` the results are appended to ``quality_results`` at once (also when the gate fails, so
     a blocked run leaves its evidence); Data Docs are rendered when ``quality.docs_dir`` is set. The
@@ -570,6 +573,7 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
             checks.append(CheckResult(c.expectation, c.severity, c.success, audit.observed[c.expectation],
                                       {**c.details, "inputs": audit.inputs[c.expectation]}))
     checks += audit.direct
+    checks += list(extra_checks)
 
     docs = None
     if cfg.quality.docs_dir:
@@ -591,6 +595,14 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
     if record:
         record_results(spark, cfg.paths.lake_root, [result])
     return result
+
+
+def source_present_check(source: str, path: str, present: bool, required: bool) -> CheckResult:
+    """``source_present``: whether the day's raw partition folder of ``source`` exists. Absent is a warning for
+    an optional source (``paths.required_sources``); a required one never gets here (the read fails first)."""
+    observed = f"{path} exists" if present else f"absent: no raw partition {path} (optional source: empty sequences)"
+    return CheckResult("source_present", "critical" if required else "warning", present, observed,
+                       {"source": source, "path": path, "present": present, "required": required})
 
 
 def record_results(spark: SparkSession, lake_root: str, results: Sequence[GateResult]) -> None:

@@ -10,6 +10,11 @@ one by one, so that a problem is reported with the file that has it:
   (row level), never a silent null.
 Files with the same schema are read together, so the cost is one scan per distinct schema.
 
+Which partitions a day needs (:func:`check_day_ready`, ``paths.required_sources``): a required source's
+missing partition folder fails the day naming it; an optional source without a folder is absent and reads as
+no rows (:func:`empty_raw_partition`), like a partition of 0-row files; a folder that exists must carry the
+ready marker, optional or not.
+
 Physical types written by other tools (docs/RELIABILITY.md, "Raw files written by other tools"): INT96 and
 TIMESTAMP_MILLIS/MICROS timestamps, with or without a time zone, and ids as int32 or digit strings convert
 with the casts below. TIMESTAMP(NANOS) columns, pandas' default for ``datetime64[ns]``, Spark cannot read as
@@ -22,13 +27,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Collection
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructType, TimestampType
 
-from schemas.raw import RAW_SCHEMAS
+from schemas.raw import RAW_SCHEMAS, RAW_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,35 @@ def check_partition_ready(spark: SparkSession, raw_root: str, source: str, ds: s
             raise RawInputError(f"incomplete raw input: {path} has no {marker} marker (the landing job has not "
                                 f"finished the day; paths.raw_ready_marker)")
     return files
+
+
+def partition_exists(spark: SparkSession, raw_root: str, source: str, ds: str) -> bool:
+    fs, hpath = _hadoop(spark, partition_path(raw_root, source, ds))
+    return bool(fs.exists(hpath))
+
+
+def check_day_ready(spark: SparkSession, raw_root: str, ds: str, marker: str,
+                    required: Collection[str]) -> tuple[str, ...]:
+    """The sources whose raw partition of ``ds`` is there to read, in contract order; the others are absent.
+
+    Checked for every source before anything is read (``paths.required_sources``, ``paths.raw_ready_marker``):
+    - a required source's partition must exist and be marked complete, or ``RawInputError`` naming it;
+    - an optional source without a partition folder for the day is absent: left out, not an error;
+    - a folder that exists is checked like a required one, optional or not: a folder without its marker is a
+      landing job still writing, not an absent source.
+    """
+    present = []
+    for src in RAW_SOURCES:
+        if src not in required and not partition_exists(spark, raw_root, src, ds):
+            continue
+        try:
+            check_partition_ready(spark, raw_root, src, ds, marker)
+        except RawInputError as e:
+            if src in required:
+                raise RawInputError(f"{e} [{src} is a required source: paths.required_sources]") from None
+            raise
+        present.append(src)
+    return tuple(present)
 
 
 def mark_partition_ready(spark: SparkSession, path: str, marker: str = "_SUCCESS") -> None:
@@ -200,11 +235,16 @@ def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str,
                                 f"{str(e).splitlines()[0][:300]}")
         parts.append(part)
     if not parts:
-        empty = spark.createDataFrame([], contract)
-        return empty.select("*", F.lit(None).cast("string").alias("_source_file"),
-                            F.lit(None).cast("string").alias("_reason"),
-                            F.lit(None).cast("string").alias("_original"))
+        return empty_raw_partition(spark, source)
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
     return out
+
+
+def empty_raw_partition(spark: SparkSession, source: str) -> DataFrame:
+    """No rows, with the columns of :func:`read_raw_partition`: a partition of 0-row files, or an absent one."""
+    empty = spark.createDataFrame([], RAW_SCHEMAS[source])
+    return empty.select("*", F.lit(None).cast("string").alias("_source_file"),
+                        F.lit(None).cast("string").alias("_reason"),
+                        F.lit(None).cast("string").alias("_original"))

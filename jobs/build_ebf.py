@@ -6,6 +6,11 @@ Examples are the clean ad impressions whose ``event_ts`` falls on ``ds``. Sequen
 of the ``ebf.lookback_days`` before it; labels read conversions up to ``ds + 1`` (the label horizon may
 cross midnight); segments read ``user_segments`` of the lookback. The day's partitions of the built
 policies are replaced in one commit (``replaceWhere`` on ds and policy), other policies are untouched.
+
+An optional source (``paths.required_sources``) with no clean events in the lookback, because its raw
+partitions were absent or empty, gives every example a length-0 sequence for it; a clean table of an optional
+source that was never created (a deployment that never had the source) reads as no rows and is named in the
+run metrics (``params.missing_source_tables``).
 """
 from __future__ import annotations
 
@@ -18,14 +23,14 @@ from pyspark.sql import functions as F
 
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
-from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, new_run_id, overwrite_partition,
-                                    table_path)
+from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, is_delta, new_run_id,
+                                    overwrite_partition, table_path)
 from dynamix_spark.quality import gate, publish_or_fail, record_results
 from dynamix_spark.ebf import apply_policy, build_examples
 from dynamix_spark.session import build_spark
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
 from schemas.expectations import allowed_segments
-from schemas.tables import clean_table_name
+from schemas.tables import CLEAN_TABLES, clean_table_name
 
 JOB = "build_ebf"
 
@@ -51,11 +56,16 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
     lookback_start = F.to_timestamp(F.lit(_days(ds, e.lookback_days, 0)[0]))
     imps = _read(spark, lake, clean_table_name("ad_impressions"), _days(ds, 1, 1))
     queries = imps.where(F.to_date("event_ts") == day)
-    events = {}
+    events, missing = {}, []
     for src, table in EBF_SOURCE_TABLES.items():
         cols = ["user_id", "event_id", "event_ts", *[a for a in EBF_SOURCES[src] if a != "event_ts"]]
-        events[src] = (_read(spark, lake, table, _days(ds, e.lookback_days + 1, 1))
-                       .where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(*cols))
+        if table[len("clean_"):] not in cfg.paths.required_sources and not is_delta(spark, table_path(lake, table)):
+            # denoise creates no table for an optional source that was never there: no events, length-0 sequences
+            missing.append(table)
+            clean = spark.createDataFrame([], CLEAN_TABLES[table])
+        else:
+            clean = _read(spark, lake, table, _days(ds, e.lookback_days + 1, 1))
+        events[src] = clean.where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(*cols)
     seg_all = _read(spark, lake, "user_segments", _days(ds, e.lookback_days, 0))
     seg_days = _present_days(seg_all)
     if ds not in seg_days:
@@ -65,7 +75,7 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
     conv_days = _present_days(conv_all)
     return {"queries": queries, "events": events, "segments": segments,
             "conversions": conv_all.select("user_id", "ad_id", "event_ts"),
-            "segment_days": seg_days, "conversion_days": conv_days}
+            "segment_days": seg_days, "conversion_days": conv_days, "missing_source_tables": missing}
 
 
 def stage_policies(examples, policies: list[str], ebf_cfg, ds: str):
@@ -105,7 +115,8 @@ def run(spark, cfg: Config, ds: str) -> dict:
                               cfg.ebf, cfg.segmentation.null_corr_segment).persist(StorageLevel.MEMORY_AND_DISK)
     policies = list(cfg.ebf.build_policies)
     params = {"ds": ds, "ebf": config_to_dict(cfg.ebf), "stats": config_to_dict(cfg.stats),
-              "conversion_days": inp["conversion_days"], "segment_days": inp["segment_days"]}
+              "conversion_days": inp["conversion_days"], "segment_days": inp["segment_days"],
+              "missing_source_tables": inp["missing_source_tables"]}
     info = {"job": JOB, "run_id": run_id, **params}
     in_list = ", ".join(f"'{p}'" for p in policies)
     path = table_path(cfg.paths.lake_root, "ebf_examples")

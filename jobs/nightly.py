@@ -9,8 +9,10 @@ last window of ds - 1). Maintenance comes last, once for the whole range: OPTIMI
 VACUUM, one run_metrics row per table, and registration of every table in the catalog database
 (``paths.database``), so ``SELECT ... FROM dynamix.user_window_stats`` works after the run.
 
-Before any job starts, every day's raw partitions must exist and carry the landing job's completeness marker
-(``paths.raw_ready_marker``): a missing or incomplete day fails the whole run with no table written. Any
+Before any job starts, every day's raw partitions of the required sources (``paths.required_sources``) must
+exist, and every partition folder that exists must carry the landing job's completeness marker
+(``paths.raw_ready_marker``): a missing or incomplete day fails the whole run with no table written. An
+optional source without a partition for a day is absent: that day runs with length-0 sequences for it. Any
 failure appends a ``status = 'failed'`` row per day to run_metrics (the step and the error) and exits 1.
 """
 from __future__ import annotations
@@ -23,10 +25,9 @@ from dynamix_spark.cli import _date, job_parser, parse_job_args
 from dynamix_spark.config import Config
 from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id
 from dynamix_spark.quality import QualityGateError
-from dynamix_spark.raw_io import RawInputError, check_partition_ready
+from dynamix_spark.raw_io import RawInputError, check_day_ready
 from dynamix_spark.session import build_spark
 from jobs import build_ebf, denoise, maintenance, user_window_stats
-from schemas.raw import RAW_SOURCES
 
 JOB = "nightly"
 
@@ -39,15 +40,15 @@ def date_range(start: str, until: str | None) -> list[str]:
     return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
-def check_inputs(spark, cfg: Config, days: list[str]) -> None:
-    """Every source's raw partition of every day exists and carries the completeness marker, or RawInputError.
+def check_inputs(spark, cfg: Config, days: list[str]) -> dict[str, tuple[str, ...]]:
+    """Every required source's raw partition of every day exists, and every partition that exists carries the
+    completeness marker, or RawInputError (``raw_io.check_day_ready``); the sources present on each day.
 
     Checked for the whole range before the first job starts, so a missing or incomplete day fails the run
     with nothing written (a backfill does not publish its first days and then stop half-way).
     """
-    for ds in days:
-        for src in RAW_SOURCES:
-            check_partition_ready(spark, cfg.paths.raw_root, src, ds, cfg.paths.raw_ready_marker)
+    p = cfg.paths
+    return {ds: check_day_ready(spark, p.raw_root, ds, p.raw_ready_marker, p.required_sources) for ds in days}
 
 
 def record_failure(spark, cfg: Config, days: list[str], step: str, error: BaseException) -> None:

@@ -11,8 +11,10 @@ Every expectation has a stable ``name`` (what ``quality_results.expectation`` ho
 Checks that need more than one table or the previous day are computed with Spark by
 ``dynamix_spark.quality`` and recorded the same way (the names are listed in :data:`AUDIT_CHECKS`):
 ``reconciliation`` (raw = clean + quarantined + counted drops), ``active_share_band``,
-``drift:<statistic>`` against the previous ``ds`` partition (:data:`DRIFT_STATS`), and
-``type:<column>`` for nested columns (GX's Spark type check compares the outer type class only).
+``drift:<statistic>`` against the previous ``ds`` partition (:data:`DRIFT_STATS`),
+``type:<column>`` for nested columns (GX's Spark type check compares the outer type class only), and
+``source_present`` for a raw source (its partition folder exists; a warning for an optional source that is
+absent, ``paths.required_sources``: a required one fails the read before any gate).
 """
 from __future__ import annotations
 
@@ -46,7 +48,8 @@ QUALITY_RESULTS = StructType([
 # and for +/-Infinity, so it tests finiteness.
 FINITE_MAX = sys.float_info.max
 
-AUDIT_CHECKS: tuple[str, ...] = ("reconciliation", "active_share_band", "drift:<statistic>", "type:<nested column>")
+AUDIT_CHECKS: tuple[str, ...] = ("reconciliation", "active_share_band", "drift:<statistic>", "type:<nested column>",
+                                 "source_present")
 
 
 @dataclass(frozen=True)
@@ -121,14 +124,15 @@ def nested_columns(schema: StructType) -> tuple[StructField, ...]:
     return tuple(f for f in schema.fields if isinstance(f.dataType, (ArrayType, MapType, StructType)))
 
 
-def _columns(schema: StructType, exact: bool) -> list[Expect]:
-    """Required columns, then the type class of each flat column (nested ones: ``type:`` audit checks)."""
+def _columns(schema: StructType, exact: bool, empty: Severity = "critical") -> list[Expect]:
+    """Required columns, then the type class of each flat column (nested ones: ``type:`` audit checks), then at
+    least one row (``empty``: the severity of a table without rows)."""
     out = [Expect("columns", "ExpectTableColumnsToMatchSet",
                   {"column_set": [f.name for f in schema.fields], "exact_match": exact})]
     nested = {f.name for f in nested_columns(schema)}
     out += [Expect(f"type:{f.name}", "ExpectColumnValuesToBeOfType", {"column": f.name, "type_": type(f.dataType).__name__})
             for f in schema.fields if f.name not in nested]
-    out.append(Expect("row_count_positive", "ExpectTableRowCountToBeBetween", {"min_value": 1}))
+    out.append(Expect("row_count_positive", "ExpectTableRowCountToBeBetween", {"min_value": 1}, empty))
     return out
 
 
@@ -147,12 +151,18 @@ def _day_bounds(ds: str, tolerance_s: int) -> tuple[dt.datetime, dt.datetime]:
     return start - dt.timedelta(seconds=tolerance_s), start + dt.timedelta(days=1, seconds=tolerance_s)
 
 
+def empty_severity(source: str, cfg: Config) -> Severity:
+    """A day without rows of ``source`` blocks when the source is required (``paths.required_sources``); for an
+    optional source (absent or empty: a deployment without organic or page logs) it is a warning."""
+    return "critical" if source in cfg.paths.required_sources else "warning"
+
+
 def _raw_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
     q = cfg.quality
     lo, hi = _day_bounds(ds, cfg.denoise.ts_tolerance_s)
     # Raw data is noisy by design (denoise quarantines the bad rows): only the contract's columns and types
     # block; a high share of bad keys or off-day timestamps is a warning about the producer.
-    out = _columns(RAW_SCHEMAS[source], exact=False)
+    out = _columns(RAW_SCHEMAS[source], exact=False, empty=empty_severity(source, cfg))
     out += _not_null(*KEY_COLUMNS, severity="warning", mostly=1.0 - q.raw_max_invalid_share)
     out.append(Expect("event_ts_on_day", "ExpectColumnValuesToBeBetween",
                       {"column": "event_ts", "min_value": lo, "max_value": hi, "strict_max": True,
@@ -164,7 +174,7 @@ def _clean_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
     d = cfg.denoise
     lo, hi = _day_bounds(ds, d.ts_tolerance_s)
     table = clean_table_name(source)
-    out = _columns(CLEAN_TABLES[table], exact=True)
+    out = _columns(CLEAN_TABLES[table], exact=True, empty=empty_severity(source, cfg))
     out += _not_null(*KEY_COLUMNS)
     out.append(Expect("unique:event_id", "ExpectColumnValuesToBeUnique", {"column": "event_id"}))
     out.append(_fresh(ds))

@@ -12,7 +12,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from schemas.names import AD_EBF_ATTRIBUTES
+from schemas.names import AD_EBF_ATTRIBUTES, RAW_SOURCE_NAMES
 
 
 def _f(name: str, dtype, nullable: bool = True) -> StructField:
@@ -70,6 +70,7 @@ RAW_SCHEMAS: dict[str, StructType] = {
     "page_impressions": PAGE_IMPRESSIONS,
 }
 RAW_SOURCES: tuple[str, ...] = tuple(RAW_SCHEMAS)
+assert RAW_SOURCES == RAW_SOURCE_NAMES, RAW_SOURCES  # the Spark-free copy in schemas/names.py
 
 # Spelled out in schemas/names.py (no Spark there, for the training side); they are the contract's columns.
 assert AD_EBF_ATTRIBUTES == tuple(
