@@ -31,6 +31,13 @@ class PathsConfig:
     # file (Hadoop's _SUCCESS convention). A partition without it fails the run as incomplete before anything
     # is written; "" accepts a partition as soon as its folder exists.
     raw_ready_marker: str = "_SUCCESS"
+    # Sources a day cannot run without: a missing partition of one fails the day before anything is written.
+    # The others are optional (not every ads stack logs organic or page impressions): a day whose partition of
+    # an optional source is absent (no folder) or empty (0 rows) completes, with length-0 sequences for that
+    # source and a warning in quality_results and run_metrics. ad_impressions and conversions must be listed
+    # (the statistics and the examples are made of them); a folder that exists is read, required or not, and
+    # must carry raw_ready_marker.
+    required_sources: tuple[str, ...] = ("ad_impressions", "conversions")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,23 @@ class GeneratorConfig:
     n_ads: int = 20000
     n_categories: int = 50
     files_per_partition: int = 4
+    # Organic content and page ids are 1000 x category + item, item < this (<= 1000): a catalog small enough
+    # that ids repeat across users, so a hashed-id embedding can learn the category they carry.
+    catalog_items_per_category: int = 100
+    # A window's engagement type is the user's own (one draw per user) with this probability, else drawn for
+    # the window: the segment of the previous window then predicts the current window's type (0: independent).
+    engagement_persistence: float = 0.8
+    # The planted mechanism (docs/EXPERIMENTS.md, "The planted mechanism"). Per user and 6-hour window an
+    # interest category; active windows are the positive/negative engagement types, passive the low ones.
+    interest_view_share: float = 0.6  # organic and page impressions showing the window's interest category
+    interest_conversion_share_active: float = 0.5  # conversions on an ad of the interest category (extra sources)
+    interest_conversion_share_passive: float = 0.05
+    preferred_conversion_share_active: float = 0.3  # conversions on the preferred category (the ad history)
+    preferred_conversion_share_passive: float = 0.05
+    # The null control: every conversion share above is 0, so which ad a user converts on is a draw like the
+    # ads they are shown, independent of their organic, page and ad history. Views, engagement types and the
+    # dwell shift (what the segmentation reads) are unchanged.
+    null_control: bool = False
 
 
 DwellUpperMode = Literal["fixed", "surface_quantile", "user_robust"]
@@ -256,6 +280,15 @@ def _check_ranges(c: Config) -> None:
         if not ok:
             raise ConfigError(f"{key}: {msg}")
 
+    from schemas.names import RAW_SOURCE_NAMES, STATISTICS_SOURCES
+
+    req = c.paths.required_sources
+    unknown = [x for x in req if x not in RAW_SOURCE_NAMES]
+    need(not unknown, "paths.required_sources", f"unknown sources {unknown} (known: {list(RAW_SOURCE_NAMES)})")
+    need(len(set(req)) == len(req), "paths.required_sources", f"lists a source twice: {list(req)}")
+    absent = [x for x in STATISTICS_SOURCES if x not in req]
+    need(not absent, "paths.required_sources", f"must include {list(STATISTICS_SOURCES)} (the statistics and the "
+         f"examples are made of them); missing {absent}")
     try:
         dt.date.fromisoformat(c.generator.start_date)
     except ValueError:
@@ -266,6 +299,19 @@ def _check_ranges(c: Config) -> None:
                  "power_user_share"):
         v = getattr(c.generator, name)
         need(0.0 <= v < 1.0, f"generator.{name}", f"must be in [0, 1), got {v}")
+    need(c.generator.n_categories >= 2, "generator.n_categories", f"must be >= 2, got {c.generator.n_categories}")
+    need(1 <= c.generator.catalog_items_per_category <= 1000, "generator.catalog_items_per_category",
+         f"must be in [1, 1000] (ids are 1000 x category + item), got {c.generator.catalog_items_per_category}")
+    for name in ("engagement_persistence", "interest_view_share", "interest_conversion_share_active",
+                 "interest_conversion_share_passive", "preferred_conversion_share_active",
+                 "preferred_conversion_share_passive"):
+        v = getattr(c.generator, name)
+        need(0.0 <= v <= 1.0, f"generator.{name}", f"must be in [0, 1], got {v}")
+    for cls in ("active", "passive"):
+        both = (getattr(c.generator, f"interest_conversion_share_{cls}")
+                + getattr(c.generator, f"preferred_conversion_share_{cls}"))
+        need(both <= 1.0, f"generator.preferred_conversion_share_{cls}",
+             f"interest_conversion_share_{cls} + preferred_conversion_share_{cls} must be <= 1, got {both}")
     need(c.denoise.min_dwell_ms >= 0, "denoise.min_dwell_ms", "must be >= 0")
     need(c.denoise.max_dwell_ms > c.denoise.min_dwell_ms, "denoise.max_dwell_ms", "must exceed min_dwell_ms")
     need(0.5 < c.denoise.surface_quantile < 1.0, "denoise.surface_quantile", "must be in (0.5, 1)")

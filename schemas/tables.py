@@ -26,7 +26,7 @@ CLEAN_TABLES: dict[str, StructType] = {
 
 QUARANTINE = StructType([
     StructField("source", StringType(), False),
-    StructField("reason", StringType(), False),  # reason code, see dynamix_spark.denoise.REASONS
+    StructField("reason", StringType(), False),  # reason code, see dynamix_spark.denoise.QUARANTINE_REASONS
     StructField("source_file", StringType(), True),
     StructField("original_row", StringType(), True),  # the row as read, as JSON
     StructField("run_id", StringType(), False),
