@@ -78,7 +78,7 @@ class GeneratorConfig:
     # A window's engagement type is the user's own (one draw per user) with this probability, else drawn for
     # the window: the segment of the previous window then predicts the current window's type (0: independent).
     engagement_persistence: float = 0.8
-    # The planted mechanism (docs/EXPERIMENTS.md, "The planted mechanism"). Per user and 6-hour window an
+    # The planted mechanism (docs/PLANTED_MECHANISM.md). Per user and 6-hour window an
     # interest category; active windows are the positive/negative engagement types, passive the low ones.
     interest_view_share: float = 0.6  # organic and page impressions showing the window's interest category
     interest_conversion_share_active: float = 0.5  # conversions on an ad of the interest category (extra sources)

@@ -11,7 +11,7 @@ parameters alone. What it plants, for the pipeline to find and survive:
 - conversions logged up to 60 s before the impression they belong to (the paper's logging delay);
 - dwell noise from a few ms to several hours, exact duplicate events, and malformed rows (null ids,
   negative dwell, timestamps outside the partition's day);
-- the planted mechanism (docs/EXPERIMENTS.md, "The planted mechanism"; effect sizes in ``generator.*``):
+- the planted mechanism (docs/PLANTED_MECHANISM.md; effect sizes in ``generator.*``):
   each user has a preferred category, shown in ``EXPOSURE_PREFERRED_SHARE`` of their ads, and per 6-hour
   window an interest category, shown in ``interest_view_share`` of their organic and page impressions and
   in ads only by chance. In active windows (``positive``/``negative``) a share of conversions is on an ad

@@ -1,4 +1,4 @@
-"""The planted mechanism (docs/EXPERIMENTS.md, "The planted mechanism") recovered by brute-force counts with
+"""The planted mechanism (docs/PLANTED_MECHANISM.md) recovered by brute-force counts with
 pandas on one small generated day, and absent under the null control, so the effect cannot silently disappear.
 
 What is counted, independently of the generator's code: for each conversion (deduplicated, valid, with an ad),
