@@ -309,8 +309,10 @@ def _uncastable_type(raw):
 
 
 def _missing_partition(raw):
-    shutil.rmtree(raw / "organic_impressions" / f"ds={DS}")
-    return rf"organic_impressions/ds={DS}"
+    # A required source's partition (paths.required_sources). Organic and page impressions are optional since
+    # issue 15: without their folder the day completes (tests/test_optional_sources.py).
+    shutil.rmtree(raw / "conversions" / f"ds={DS}")
+    return rf"conversions/ds={DS}"
 
 
 def _missing_marker(raw):
