@@ -112,9 +112,10 @@ def permutation_importance(model: torch.nn.Module, batches: Callable[[], Iterabl
 
 def _run_config(run: Path) -> tuple[Config, dict]:
     rep = json.loads((run / "report.json").read_text())
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(rep["config"], f)
-    return load_config(f.name), rep
+    with tempfile.TemporaryDirectory() as tmp:  # the run's configuration, as a profile load_config validates
+        profile = Path(tmp) / "run.yaml"
+        profile.write_text(yaml.safe_dump(rep["config"]))
+        return load_config(profile), rep
 
 
 def main(argv: list[str] | None = None) -> int:
