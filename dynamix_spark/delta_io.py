@@ -111,10 +111,14 @@ def _retry_create_conflict(write, attempts: int = 3) -> None:
                 raise
 
 
-def append_with_retry(df: DataFrame, path: str, partition_by: tuple[str, ...] = ("ds",), attempts: int = 3) -> None:
-    """Blind append of ``df`` to the Delta table at ``path``, retried when a concurrent writer created it."""
-    _retry_create_conflict(lambda: df.write.format("delta").mode("append").partitionBy(*partition_by).save(path),
-                           attempts)
+def append_with_retry(df: DataFrame, path: str, partition_by: tuple[str, ...] = ("ds",), attempts: int = 3,
+                      merge_schema: bool = False) -> None:
+    """Blind append of ``df`` to the Delta table at ``path``, retried when a concurrent writer created it.
+    ``merge_schema`` adds ``df``'s new nullable columns to an existing table (Delta's ``mergeSchema``)."""
+    writer = df.write.format("delta").mode("append").partitionBy(*partition_by)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    _retry_create_conflict(lambda: writer.save(path), attempts)
 
 
 def append_run_metrics(spark: SparkSession, lake_root: str, metrics: list[RunMetrics]) -> None:

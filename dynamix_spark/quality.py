@@ -8,6 +8,8 @@ table keeps its previous version::
     result = gate(spark, staged, "user_window_stats", ds, cfg, job=JOB, run_id=run_id)
     version = publish_or_fail(result, lambda: overwrite_partition(staged, path, ds, USER_WINDOW_STATS, info))
 
+The jobs do this through :class:`dynamix_spark.staged_write.StagedWrite` (several tables, all or none).
+
 Each table's suite is declared in ``schemas/expectations.py`` and run with Great Expectations 1.x on the
 Spark DataFrame itself (a Spark datasource with a whole-dataframe batch definition: no pandas copy).
 Checks that need other inputs are computed with Spark here, put in a one-row audit DataFrame and
@@ -102,7 +104,7 @@ class GateResult:
     ds: str
     checks: tuple[CheckResult, ...]
     checked_at: dt.datetime
-    elapsed_s: float
+    elapsed_s: float  # the gate's wall seconds (suite, audit checks, Data Docs): quality_results.gate_seconds
     docs_index: str | None = None  # file:// URL of the Data Docs index, when rendered
 
     @property
@@ -125,10 +127,11 @@ class GateResult:
         raise KeyError(f"{self.table}: no check named {expectation!r}")
 
     def rows(self) -> list[tuple]:
-        """Rows of ``quality_results`` (schema ``QUALITY_RESULTS``)."""
+        """Rows of ``quality_results`` (schema ``QUALITY_RESULTS``); ``gate_seconds`` is the whole gate's, on
+        each of its rows."""
         at = self.checked_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
         return [(self.run_id, self.job, self.table, self.ds, c.expectation, c.severity, c.success, c.observed,
-                 json.dumps(c.details, sort_keys=True, default=str), at) for c in self.checks]
+                 json.dumps(c.details, sort_keys=True, default=str), at, float(self.elapsed_s)) for c in self.checks]
 
     def raise_for_critical(self) -> None:
         if not self.passed:
@@ -606,8 +609,12 @@ def source_present_check(source: str, path: str, present: bool, required: bool) 
 
 
 def record_results(spark: SparkSession, lake_root: str, results: Sequence[GateResult]) -> None:
-    """Append the checks of ``results`` to ``quality_results`` (history: never overwritten)."""
+    """Append the checks of ``results`` to ``quality_results`` (history: never overwritten).
+
+    ``mergeSchema``: a table written before a column was added (``gate_seconds``) gets the column, null in
+    its earlier rows."""
     rows = [row for r in results for row in r.rows()]
     if not rows:
         return
-    append_with_retry(spark.createDataFrame(rows, QUALITY_RESULTS), table_path(lake_root, QUALITY_RESULTS_TABLE))
+    append_with_retry(spark.createDataFrame(rows, QUALITY_RESULTS), table_path(lake_root, QUALITY_RESULTS_TABLE),
+                      merge_schema=True)

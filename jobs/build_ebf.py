@@ -18,16 +18,14 @@ import datetime as dt
 import json
 import sys
 
-from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
-from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, is_delta, new_run_id,
-                                    overwrite_partition, table_path)
-from dynamix_spark.quality import gate, publish_or_fail, record_results
+from dynamix_spark.delta_io import RunMetrics, conform, is_delta, new_run_id, table_path
 from dynamix_spark.ebf import apply_policy, build_examples
 from dynamix_spark.session import build_spark
+from dynamix_spark.staged_write import StagedWrite
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
 from schemas.expectations import allowed_segments
 from schemas.tables import CLEAN_TABLES, clean_table_name
@@ -111,41 +109,32 @@ def run(spark, cfg: Config, ds: str) -> dict:
     run_id = new_run_id(JOB, ds)
     m = RunMetrics(run_id=run_id, job=JOB, ds=ds)
     inp = read_inputs(spark, cfg, ds)
-    examples = build_examples(inp["queries"], inp["events"], inp["segments"], inp["conversions"], cfg.stats,
-                              cfg.ebf, cfg.segmentation.null_corr_segment).persist(StorageLevel.MEMORY_AND_DISK)
     policies = list(cfg.ebf.build_policies)
     params = {"ds": ds, "ebf": config_to_dict(cfg.ebf), "stats": config_to_dict(cfg.stats),
               "conversion_days": inp["conversion_days"], "segment_days": inp["segment_days"],
               "missing_source_tables": inp["missing_source_tables"]}
-    info = {"job": JOB, "run_id": run_id, **params}
-    in_list = ", ".join(f"'{p}'" for p in policies)
-    path = table_path(cfg.paths.lake_root, "ebf_examples")
-    n_queries = inp["queries"].count()
-    # Write, audit, publish: one example per clean ad impression and policy, checked before the commit.
-    # Only ``examples`` (one copy) is cached: every policy is a projection of it (null columns), so the
-    # staged union is recomputed from the cache by the gate and the write, never materialised 5 times.
-    staged = stage_policies(examples, policies, cfg.ebf, ds)
-    # The build runs here, once, into the cache, with every core (one task per partition). The gate then scans
-    # the same rows through as many tasks as the cache has partitions: the union has one set of partitions per
-    # policy, and each of GX's Spark jobs (11 for this suite) would otherwise pay the task overhead x policies.
-    examples.count()
-    result = gate(spark, staged.coalesce(_partitions(spark)), "ebf_examples", ds, cfg, job=JOB, run_id=run_id,
-                  record=False, expected_rows=n_queries * len(policies))
-    record_results(spark, cfg.paths.lake_root, [result])
-    version = publish_or_fail(result, lambda: overwrite_partition(
-        staged, path, ds, EBF_EXAMPLES, info, partition_by=("ds", "policy", "segment"),
-        extra_predicate=f"policy IN ({in_list})"))
-    summary, seg_counts, top_user = summarise(examples, allowed_segments(cfg))
-    m.rows_in, m.rows_out = n_queries, int(summary["examples"]) * len(policies)
-    m.delta_versions = {"ebf_examples": version}
-    m.params = {**params, "segments": seg_counts, "positives": summary["positives"],
-                "max_examples_per_user": top_user, "policies": policies,
-                "quality_warnings": [c.expectation for c in result.warnings]}
-    m.status, m.ended_at = "succeeded", dt.datetime.now(dt.timezone.utc)
-    append_run_metrics(spark, cfg.paths.lake_root, [m])
-    examples.unpersist()
+    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds) as stage:
+        examples = stage.cache(build_examples(inp["queries"], inp["events"], inp["segments"], inp["conversions"],
+                                              cfg.stats, cfg.ebf, cfg.segmentation.null_corr_segment))
+        n_queries = inp["queries"].count()
+        # The build runs here, once, into the cache, with every core (one task per partition). Only ``examples``
+        # (one copy) is cached: every policy is a projection of it (null columns), so the staged union is
+        # recomputed from the cache by the gate and the write, never materialised once per policy. The gate scans
+        # the union through as many tasks as the cache has partitions (the union has one set per policy).
+        examples.count()
+        # Write, audit, publish: one example per clean ad impression and policy, checked before the commit.
+        stage.add("ebf_examples", stage_policies(examples, policies, cfg.ebf, ds), EBF_EXAMPLES, persist=False,
+                  gate_partitions=_partitions(spark), expected_rows=n_queries * len(policies),
+                  partition_by=("ds", "policy", "segment"),
+                  extra_predicate="policy IN ({})".format(", ".join(f"'{p}'" for p in policies)))
+        m.delta_versions = stage.commit({"job": JOB, "run_id": run_id, **params})
+        summary, seg_counts, top_user = summarise(examples, allowed_segments(cfg))
+        m.rows_in, m.rows_out = n_queries, int(summary["examples"]) * len(policies)
+        m.params = {**params, "segments": seg_counts, "positives": summary["positives"],
+                    "max_examples_per_user": top_user, "policies": policies}
+        stage.record_run([m])
     return {"examples": summary["examples"], "positives": summary["positives"], "segments": seg_counts,
-            "policies": policies, "delta_version": version, "max_examples_per_user": top_user}
+            "policies": policies, "delta_version": m.delta_versions["ebf_examples"], "max_examples_per_user": top_user}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,21 +9,18 @@ the next day's conversions were there is recorded in the run metrics (``params.c
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 
-from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
-from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, new_run_id, overwrite_partition,
-                                    table_path)
-from dynamix_spark.quality import gate, publish_or_fail, record_results
+from dynamix_spark.delta_io import RunMetrics, new_run_id, table_path
 from dynamix_spark.segmentation import choose_epsilon, segment
 from dynamix_spark.window_stats import label_impressions, neighbour_days, window_stats
 from dynamix_spark.session import build_spark
+from dynamix_spark.staged_write import StagedWrite
 from schemas import USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
 
 JOB = "user_window_stats"
@@ -41,6 +38,16 @@ def read_inputs(spark, cfg: Config, ds: str):
     return imps, conv, present
 
 
+def summarise(spark, lake: str, version: int, ds: str) -> dict:
+    """The day's figures from the published ``user_window_stats`` at ``version`` (what was committed)."""
+    written = spark.read.format("delta").option("versionAsOf", version).load(table_path(lake, "user_window_stats")) \
+        .where(F.col("ds") == ds)
+    return written.agg(F.count("*").alias("windows"), F.sum("n_pos").alias("n_pos"), F.sum("n_neg").alias("n_neg"),
+                       F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr"),
+                       F.avg(F.when(F.col("corr").isNotNull(), F.col("segment"))).alias("active_share_with_corr"),
+                       ).first().asDict()
+
+
 def run(spark, cfg: Config, ds: str) -> dict:
     run_id = new_run_id(JOB, ds)
     m = RunMetrics(run_id=run_id, job=JOB, ds=ds)
@@ -48,41 +55,24 @@ def run(spark, cfg: Config, ds: str) -> dict:
     if ds not in conv_days:
         # A day with impressions but no conversion partition would label everything negative.
         raise RuntimeError(f"clean_conversions has no partition ds={ds}: run denoise for {ds} first")
-    labelled = label_impressions(imps, conv, cfg.stats).persist(StorageLevel.MEMORY_AND_DISK)
-    stats = window_stats(labelled, cfg.stats).persist(StorageLevel.MEMORY_AND_DISK)
-    choice = choose_epsilon(stats, labelled, cfg.segmentation, cfg.stats.window_length_s)
-    out = segment(stats, choice, cfg.segmentation.null_corr_segment).withColumn("ds", F.lit(ds))
-    params = {"ds": ds, "stats": config_to_dict(cfg.stats), "segmentation": config_to_dict(cfg.segmentation),
-              "conversion_days": conv_days, "epsilon": choice.epsilon, "epsilon_mode": choice.mode,
-              "thresholds": list(choice.thresholds), "epsilon_detail": choice.detail}
-    info = {"job": JOB, "run_id": run_id, **params}
-    lake = cfg.paths.lake_root
-    # Write, audit, publish: validate exactly what would be written; a failed critical expectation raises
-    # QualityGateError before any commit, so the published tables keep their previous version.
-    staged = conform(out, USER_WINDOW_STATS).persist(StorageLevel.MEMORY_AND_DISK)
-    segs = conform(staged, USER_SEGMENTS)
-    results = [gate(spark, staged, "user_window_stats", ds, cfg, job=JOB, run_id=run_id, record=False),
-               gate(spark, segs, "user_segments", ds, cfg, job=JOB, run_id=run_id, record=False)]
-    record_results(spark, lake, results)
-    v_stats, v_seg = publish_or_fail(results, lambda: (
-        overwrite_partition(staged, table_path(lake, "user_window_stats"), ds, USER_WINDOW_STATS, info),
-        overwrite_partition(segs, table_path(lake, "user_segments"), ds, USER_SEGMENTS, info)))
-    written = spark.read.format("delta").option("versionAsOf", v_stats).load(table_path(lake, "user_window_stats")) \
-        .where(F.col("ds") == ds)
-    summary = written.agg(F.count("*").alias("windows"), F.sum("n_pos").alias("n_pos"), F.sum("n_neg").alias("n_neg"),
-                          F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr"),
-                          F.avg(F.when(F.col("corr").isNotNull(), F.col("segment"))).alias("active_share_with_corr"),
-                          ).first().asDict()
-    m.rows_in = int((summary["n_pos"] or 0) + (summary["n_neg"] or 0))
-    m.rows_out = int(summary["windows"])
-    m.epsilon, m.epsilon_mode = choice.epsilon, choice.mode
-    m.delta_versions = {"user_window_stats": v_stats, "user_segments": v_seg}
-    m.params = {**params, "quality_warnings": [c.expectation for r in results for c in r.warnings]}
-    m.status, m.ended_at = "succeeded", dt.datetime.now(dt.timezone.utc)
-    append_run_metrics(spark, lake, [m])
-    labelled.unpersist()
-    stats.unpersist()
-    staged.unpersist()
+    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds) as stage:
+        labelled = stage.cache(label_impressions(imps, conv, cfg.stats))
+        stats = stage.cache(window_stats(labelled, cfg.stats))
+        choice = choose_epsilon(stats, labelled, cfg.segmentation, cfg.stats.window_length_s)
+        out = segment(stats, choice, cfg.segmentation.null_corr_segment).withColumn("ds", F.lit(ds))
+        params = {"ds": ds, "stats": config_to_dict(cfg.stats), "segmentation": config_to_dict(cfg.segmentation),
+                  "conversion_days": conv_days, "epsilon": choice.epsilon, "epsilon_mode": choice.mode,
+                  "thresholds": list(choice.thresholds), "epsilon_detail": choice.detail}
+        # Write, audit, publish: validate exactly what would be written; a failed critical expectation raises
+        # QualityGateError before any commit, so the published tables keep their previous version.
+        staged = stage.add("user_window_stats", out, USER_WINDOW_STATS)
+        stage.add("user_segments", staged, USER_SEGMENTS, persist=False)  # a projection of the persisted rows
+        m.delta_versions = stage.commit({"job": JOB, "run_id": run_id, **params})
+        summary = summarise(spark, cfg.paths.lake_root, m.delta_versions["user_window_stats"], ds)
+        m.rows_in = int((summary["n_pos"] or 0) + (summary["n_neg"] or 0))
+        m.rows_out = int(summary["windows"])
+        m.epsilon, m.epsilon_mode, m.params = choice.epsilon, choice.mode, params
+        stage.record_run([m])
     return {"epsilon": choice.epsilon, "epsilon_mode": choice.mode, **summary}
 
 

@@ -23,7 +23,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from pyspark.sql.types import ArrayType, BooleanType, MapType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, MapType, StringType, StructField, StructType,
+                               TimestampType)
 
 from dynamix_spark.config import Config, Severity
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, len_col
@@ -42,6 +43,9 @@ QUALITY_RESULTS = StructType([
     StructField("observed", StringType(), True),  # human-readable observed value
     StructField("details", StringType(), True),  # JSON: GX type, kwargs and result, or the audit inputs
     StructField("checked_at", TimestampType(), False),
+    # The wall seconds of the gate that produced the row, repeated on each of its rows (sum one per gate:
+    # run_metrics.params.gate_seconds has each run's total). Null in rows written before the column existed.
+    StructField("gate_seconds", DoubleType(), True),
 ])
 
 # Largest finite double: "between -MAX and MAX" is false for NaN (Spark orders NaN above every double)

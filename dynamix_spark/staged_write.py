@@ -1,0 +1,165 @@
+"""Write-audit-publish as one step: stage a job's outputs, gate them, record the results, commit all or none.
+
+Every job publishes through a :class:`StagedWrite`, so the sequence is written once::
+
+    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds) as stage:
+        stats = stage.add("user_window_stats", out, USER_WINDOW_STATS)          # conform, persist, gate
+        stage.add("user_segments", stats, USER_SEGMENTS, persist=False)
+        versions = stage.commit(commit_info)  # {table: Delta version}; QualityGateError before any commit
+        ...                                   # the job's own figures for its run_metrics rows
+        stage.record_run([m])                 # quality_warnings, gate_seconds, status; append run_metrics
+    # leaving the block unpersists what the stage persisted (also when a gate failed)
+
+- :meth:`StagedWrite.add` conforms a table's rows to its schema, persists them (the gate scans them several
+  times, the write once more) and runs the table's suite at once (:func:`dynamix_spark.quality.gate` with
+  ``record=False``; its keyword arguments pass through: ``reconciliation``, ``expected_rows``, ...);
+- :meth:`StagedWrite.audit` gates an input that is checked but not written (a raw partition);
+- :meth:`StagedWrite.commit` appends every gate's checks to ``quality_results`` (also when one failed, so a
+  blocked run leaves its evidence), then raises :class:`~dynamix_spark.quality.QualityGateError` if any
+  critical check failed, else replaces each table's ``ds`` partition in the order the tables were added
+  (:func:`~dynamix_spark.delta_io.overwrite_partition`, one commit per table) and returns the versions.
+
+A table of several outputs needs one more ``add``; the gates, the recording and the all-or-none commit follow.
+Cost: each ``add`` costs its gate (a few Spark jobs over the persisted rows); the stage itself adds none.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from dynamix_spark.config import Config
+from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, is_delta, overwrite_partition,
+                                    table_path)
+from dynamix_spark.quality import GateResult, gate, publish_or_fail, record_results
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    table: str
+    df: DataFrame
+    schema: StructType
+    partition_by: tuple[str, ...]
+    extra_predicate: str | None
+    create: bool
+
+
+class StagedWrite:
+    """The staged outputs of one job run for one ``ds``, their gate results and their all-or-none commit.
+
+    Use it as a context manager: leaving the block unpersists every DataFrame the stage persisted
+    (:meth:`cache`, :meth:`add`), whether the run committed or failed.
+    """
+
+    def __init__(self, spark: SparkSession, cfg: Config, *, job: str, run_id: str, ds: str):
+        self.spark, self.cfg, self.job, self.run_id, self.ds = spark, cfg, job, run_id, ds
+        self.results: list[GateResult] = []
+        self._staged: list[_Staged] = []
+        self._persisted: list[DataFrame] = []
+
+    def __enter__(self) -> "StagedWrite":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the run's own error (e.g. QualityGateError) is what the caller must see
+            self.close()
+        except Exception as e:
+            log.warning("staged write: unpersist after a failed run failed: %s", e)
+
+    def cache(self, df: DataFrame) -> DataFrame:
+        """``df`` persisted (memory, then disk) until the stage closes: for an intermediate read several times."""
+        out = df.persist(StorageLevel.MEMORY_AND_DISK)
+        self._persisted.append(out)
+        return out
+
+    def _gate(self, df: DataFrame, table: str, gate_kwargs: Mapping[str, Any]) -> GateResult:
+        result = gate(self.spark, df, table, self.ds, self.cfg, job=self.job, run_id=self.run_id, record=False,
+                      **gate_kwargs)
+        self.results.append(result)
+        return result
+
+    def audit(self, table: str, df: DataFrame, **gate_kwargs: Any) -> GateResult:
+        """Gate ``df`` as ``table`` without writing it (e.g. a raw partition as read); its critical failures
+        block the commit like those of the written tables."""
+        return self._gate(df, table, gate_kwargs)
+
+    def add(self, table: str, df: DataFrame, schema: StructType, *, persist: bool = True,
+            gate_partitions: int | None = None, partition_by: tuple[str, ...] = ("ds",),
+            extra_predicate: str | None = None, create: bool = True, **gate_kwargs: Any) -> DataFrame:
+        """Stage ``df`` as the ``ds`` partition of ``table`` and gate it now; return the staged rows.
+
+        - ``schema``: the table's schema; the rows are conformed to it (the gate sees exactly what is written);
+        - ``persist``: persist the conformed rows until the stage closes (False where ``df`` is a cheap
+          projection of something already persisted);
+        - ``gate_partitions``: let the gate scan the rows coalesced to this many partitions (a union of many
+          projections has many; each of GX's Spark jobs pays the task overhead per partition), the write
+          keeps them as they are;
+        - ``partition_by``, ``extra_predicate``: as :func:`~dynamix_spark.delta_io.overwrite_partition`;
+        - ``create``: False writes the table only if it already exists at commit time (an optional source that
+          a deployment never had gets no table);
+        - ``gate_kwargs``: passed to :func:`~dynamix_spark.quality.gate` (``reconciliation``,
+          ``expected_rows``, ``extra_checks``, ``previous``, ``load_previous``).
+        """
+        staged = conform(df, schema)
+        if persist:
+            staged = self.cache(staged)
+        self._gate(staged.coalesce(gate_partitions) if gate_partitions else staged, table, gate_kwargs)
+        self._staged.append(_Staged(table, staged, schema, tuple(partition_by), extra_predicate, create))
+        return staged
+
+    def commit(self, commit_info: Mapping[str, Any]) -> dict[str, int]:
+        """Record every gate's checks in ``quality_results``, then commit every staged table or none.
+
+        ``commit_info`` is each commit's ``userMetadata`` (the job's parameters). Raises
+        :class:`~dynamix_spark.quality.QualityGateError` without writing when a critical check failed; returns
+        ``{table: new Delta version}`` of the tables written, in the order they were added.
+        """
+        lake = self.cfg.paths.lake_root
+        record_results(self.spark, lake, self.results)
+
+        def publish() -> dict[str, int]:
+            versions = {}
+            for s in self._staged:
+                path = table_path(lake, s.table)
+                if not s.create and not is_delta(self.spark, path):
+                    continue
+                versions[s.table] = overwrite_partition(s.df, path, self.ds, s.schema, commit_info,
+                                                        partition_by=s.partition_by, extra_predicate=s.extra_predicate)
+            return versions
+
+        return publish_or_fail(self.results, publish)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The failed warning-severity checks of every gate (names, in gate order)."""
+        return [c.expectation for r in self.results for c in r.warnings]
+
+    @property
+    def gate_seconds(self) -> float:
+        """Wall seconds spent in this stage's gates (each gate's ``quality_results.gate_seconds``, summed)."""
+        return sum(r.elapsed_s for r in self.results)
+
+    def record_run(self, metrics: Sequence[RunMetrics]) -> None:
+        """Mark ``metrics`` succeeded and append them to ``run_metrics``; each row's params get the run's
+        ``quality_warnings`` and ``gate_seconds``."""
+        now = dt.datetime.now(dt.timezone.utc)
+        for m in metrics:
+            m.params = {**m.params, "quality_warnings": self.warnings, "gate_seconds": round(self.gate_seconds, 3)}
+            m.status, m.ended_at = "succeeded", now
+        append_run_metrics(self.spark, self.cfg.paths.lake_root, list(metrics))
+
+    def close(self) -> None:
+        """Unpersist what the stage persisted."""
+        for df in self._persisted:
+            df.unpersist()
+        self._persisted.clear()
