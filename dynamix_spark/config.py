@@ -194,6 +194,9 @@ class TrainConfig:
     lr: float = 1e-3
     epochs: int = 1
     max_steps: int = 0  # 0: no cap
+    # Days trained on: 0 = every day before the evaluation day(s); N = the last N of them (the most recent,
+    # whose EBF sequences have the whole lookback behind them).
+    train_days: int = 0
     seed: int = 0
     workers: int = 2  # Petastorm reader workers
     shuffle_buffer: int = 8192
@@ -369,6 +372,7 @@ def _check_ranges(c: Config) -> None:
     need(t.logreg_l2 > 0, "train.logreg_l2", "must be > 0 (it makes the optimum unique)")
     need(t.logreg_max_rows >= 1, "train.logreg_max_rows", "must be >= 1")
     need(t.eval_max_batches >= 0, "train.eval_max_batches", "must be >= 0")
+    need(t.train_days >= 0, "train.train_days", "must be >= 0 (0: every day before the evaluation days)")
     need(t.final_eval_max_batches >= 0, "train.final_eval_max_batches", "must be >= 0")
     need(t.max_steps >= 0 and t.workers >= 1 and t.shuffle_buffer >= 0, "train.max_steps",
          "max_steps >= 0, workers >= 1 and shuffle_buffer >= 0 required")

@@ -60,36 +60,57 @@ def next_window_log_loss(stats: DataFrame, labelled: DataFrame, window_length_s:
         F.sum(ll).alias("ll_sum"), F.count("*").alias("n_scored"), F.sum("label").alias("n_scored_pos"))
 
 
-def auto_epsilon(stats: DataFrame, labelled: DataFrame, cfg: SegmentationConfig, window_length_s: int) -> tuple[float, dict]:
-    """Grid search of epsilon maximizing NE(passive) - NE(active) on next-window scoring."""
+def segment_ne_gaps(stats: DataFrame, labelled: DataFrame, epsilons, window_length_s: int) -> dict[float, dict]:
+    """For each epsilon: the segments' NE of the per-user Bayes predictor scored on the next window (eq. 6, NE
+    as in eq. 10), {eps: {seg: {"ll", "n", "npos", "windows"}}} (a segment without windows is absent).
+
+    One Spark job for all epsilons: the scored windows cross-joined with the (small) list of epsilons."""
     scored = next_window_log_loss(stats, labelled, window_length_s).join(
         stats.select("user_id", "window_start", F.abs("corr").alias("abs_corr")), ["user_id", "window_start"])
-    grid = scored.sparkSession.createDataFrame([(float(e),) for e in cfg.auto_grid], "eps double")
+    grid = scored.sparkSession.createDataFrame([(float(e),) for e in epsilons], "eps double")
     rows = (scored.crossJoin(F.broadcast(grid))  # a grid of a few epsilons, not a join on events
             .groupBy("eps", (F.col("abs_corr") > F.col("eps")).cast("int").alias("seg"))
             .agg(F.sum("ll_sum").alias("ll"), F.sum("n_scored").alias("n"), F.sum("n_scored_pos").alias("npos"),
                  F.count("*").alias("windows"))
             .collect())
-    total_windows = sum(r["windows"] for r in rows) / max(len(cfg.auto_grid), 1)
-    by_eps: dict[float, dict[int, dict]] = {}
+    by_eps: dict[float, dict[int, dict]] = {float(e): {} for e in epsilons}
     for r in rows:
-        by_eps.setdefault(r["eps"], {})[r["seg"]] = {"ll": r["ll"], "n": r["n"], "npos": r["npos"], "windows": r["windows"]}
+        by_eps[r["eps"]][r["seg"]] = {"ll": r["ll"], "n": r["n"], "npos": r["npos"], "windows": r["windows"]}
+    return by_eps
+
+
+def _segment_ne(v: dict) -> float:
+    h = binary_entropy(v["npos"] / v["n"])
+    return (v["ll"] / v["n"]) / h if h > 0 else float("inf")
+
+
+def auto_epsilon(stats: DataFrame, labelled: DataFrame, cfg: SegmentationConfig, window_length_s: int) -> tuple[float, dict]:
+    """Grid search of epsilon maximizing NE(passive) - NE(active) on next-window scoring."""
+    by_eps = segment_ne_gaps(stats, labelled, cfg.auto_grid, window_length_s)
+    total_windows = sum(v["windows"] for segs in by_eps.values() for v in segs.values()) / max(len(cfg.auto_grid), 1)
     candidates = {}
     for eps, segs in sorted(by_eps.items()):
         if 0 not in segs or 1 not in segs:
             continue
         if min(segs[0]["windows"], segs[1]["windows"]) < AUTO_MIN_SEGMENT_SHARE * total_windows:
             continue
-        ne = {}
-        for k, v in segs.items():
-            h = binary_entropy(v["npos"] / v["n"])
-            ne[k] = (v["ll"] / v["n"]) / h if h > 0 else float("inf")
+        ne = {k: _segment_ne(v) for k, v in segs.items()}
         candidates[eps] = {"ne_passive": ne[0], "ne_active": ne[1], "gap": ne[0] - ne[1]}
     if not candidates:
         raise ValueError("auto epsilon: no grid value leaves both segments with scored windows; "
                          "widen segmentation.auto_grid or use another epsilon_mode")
     best = max(candidates, key=lambda e: (candidates[e]["gap"], -e))
     return float(best), {"grid": {str(k): v for k, v in candidates.items()}}
+
+
+def describe_gap(segs: dict[int, dict]) -> dict:
+    """The NE of each segment, their gap (passive - active, positive when the active segment's history
+    predicts better) and the windows in each, from one epsilon's entry of :func:`segment_ne_gaps`."""
+    ne = {k: _segment_ne(v) for k, v in segs.items()}
+    out = {"windows_passive": segs.get(0, {}).get("windows", 0), "windows_active": segs.get(1, {}).get("windows", 0),
+           "ne_passive": ne.get(0), "ne_active": ne.get(1)}
+    out["gap"] = ne[0] - ne[1] if 0 in ne and 1 in ne else None
+    return out
 
 
 def choose_epsilon(stats: DataFrame, labelled: DataFrame | None, cfg: SegmentationConfig,

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The experiments (issue 8): DynamiX Tables 2 and 3 (5 arms x 3 seeds) and a DynInt ablation on the lake
-# (generated and built first if missing), report in docs/EXPERIMENTS.md + docs/experiments.json + PNGs.
-#   bash scripts/experiments.sh [--seeds N] [--raw-root PATH] [--out DIR] [--fresh] [--set KEY=VALUE ...]
+# The experiments (issues 8 and 20): DynamiX Tables 2 and 3 (5 arms x 3 seeds, each trained one epoch of the last
+# training day with early stopping, scored on the whole evaluation day), the DynInt variants with every seed, a
+# feature-importance pass and the epsilon of `auto` beside the 2/3 target, on the lake (generated and built first
+# if missing); report in docs/EXPERIMENTS.md + docs/experiments.json + PNGs.
+#   bash scripts/experiments.sh [--null-control] [--gpu-scale] [--seeds N] [--raw-root PATH] [--out DIR] [--fresh]
+#                               [--set KEY=VALUE ...]
+# --null-control: the same arms on a dataset generated with every planted effect 0 (docs/null_control/); run it
+# before the main command, whose report then quotes it. --gpu-scale: 10x the users, larger batches and embeddings.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,4 +15,6 @@ bash scripts/bootstrap.sh
 # side's environment (.venv) as subprocesses when the lake has to be built (training/spark_side.py).
 SPARK_PY="$ROOT/.venv/bin/python"
 export PYSPARK_PYTHON="$SPARK_PY" PYSPARK_DRIVER_PYTHON="$SPARK_PY" DYNAMIX_SPARK_PYTHON="$SPARK_PY"
-exec "$ROOT/.venv-train/bin/python" -m training.experiments --config "${CONFIG:-conf/local.yaml}" "$@"
+EXTRA=(--ablation variants --importance --compare-epsilon)
+for a in "$@"; do [ "$a" = "--null-control" ] && EXTRA=(); done
+exec "$ROOT/.venv-train/bin/python" -m training.experiments --config "${CONFIG:-conf/local.yaml}" "${EXTRA[@]}" "$@"

@@ -92,3 +92,54 @@ def test_auto_on_generated_data(spark, tiny_cfg, tiny_pipeline):
     choice = choose_epsilon(stats, labelled, SegmentationConfig(epsilon_mode="auto"), tiny_cfg.stats.window_length_s)
     best = choice.detail["grid"][str(choice.epsilon)]
     assert best["ne_active"] < best["ne_passive"]
+
+
+def test_segment_ne_gaps_by_hand(spark):
+    """Two users, one window each, scored on their next window: NE per segment worked out by hand."""
+    W = 21_600
+    # user 0: |corr| 0.9, predictor p = sigmoid(b) = 0.8 for every impression (w = 0); next window: 4 impressions,
+    # labels 1,1,1,0. user 1: |corr| 0.2, p = 0.5; next window: labels 1,0.
+    stats = spark.createDataFrame([(0, W0, 0.9, 0.0, math.log(4.0)), (1, W0, -0.2, 0.0, 0.0)],
+                                  "user_id long, window_start timestamp, corr double, bayes_w double, bayes_b double")
+    imps = spark.createDataFrame(
+        [(0, W0 + dt.timedelta(seconds=W + 60 * k), 1000, y) for k, y in enumerate((1, 1, 1, 0))]
+        + [(1, W0 + dt.timedelta(seconds=W + 60 * k), 1000, y) for k, y in enumerate((1, 0))],
+        "user_id long, event_ts timestamp, dwell_ms long, label int")
+    from dynamix_spark.segmentation import describe_gap, segment_ne_gaps
+
+    gaps = segment_ne_gaps(stats, imps, [0.5, 0.1, 1.0], W)
+    at = describe_gap(gaps[0.5])
+    ne_active = (-(3 * math.log(0.8) + math.log(0.2)) / 4) / binary_entropy(0.75)
+    ne_passive = (-(math.log(0.5) + math.log(0.5)) / 2) / binary_entropy(0.5)
+    assert at["windows_active"] == 1 and at["windows_passive"] == 1
+    assert at["ne_active"] == pytest.approx(ne_active, rel=1e-9)
+    assert at["ne_passive"] == pytest.approx(ne_passive, rel=1e-9)
+    assert at["gap"] == pytest.approx(ne_passive - ne_active, rel=1e-9)
+    assert describe_gap(gaps[0.1])["windows_passive"] == 0 and describe_gap(gaps[0.1])["gap"] is None
+    assert describe_gap(gaps[1.0])["windows_active"] == 0
+
+
+def test_compare_epsilon_job(spark, tiny_cfg, tiny_pipeline):
+    """jobs/compare_epsilon.py on a generated day: the configured mode's epsilon is the one the stats job
+    wrote for the day, the auto mode's is the grid maximum, and the shares add up."""
+    from jobs import compare_epsilon
+
+    res = compare_epsilon.run(spark, tiny_cfg, MID_DS)
+    written = (spark.read.format("delta").load(f"{tiny_cfg.paths.lake_root}/user_window_stats")
+               .where(F.col("ds") == MID_DS).select("epsilon").first()[0])
+    conf, auto = res["modes"]["configured"], res["modes"]["auto"]
+    assert conf["epsilon_mode"] == tiny_cfg.segmentation.epsilon_mode
+    assert conf["epsilon"] == pytest.approx(written)
+    assert auto["epsilon_mode"] == "auto" and auto["epsilon"] in tiny_cfg.segmentation.auto_grid
+    for m in (conf, auto):
+        n = m["windows_active"] + m["windows_passive"]
+        assert n > 0 and m["active_share_scored"] == pytest.approx(m["windows_active"] / n)
+        if m["gap"] is not None:
+            assert m["gap"] == pytest.approx(m["ne_passive"] - m["ne_active"])
+    # the auto mode's gap is the one its own grid search saw for that epsilon
+    grid = compare_epsilon.choose_epsilon(
+        compare_epsilon.window_stats(compare_epsilon.label_impressions(*compare_epsilon.read_inputs(
+            spark, tiny_cfg, MID_DS)[:2], tiny_cfg.stats), tiny_cfg.stats),
+        compare_epsilon.label_impressions(*compare_epsilon.read_inputs(spark, tiny_cfg, MID_DS)[:2], tiny_cfg.stats),
+        SegmentationConfig(epsilon_mode="auto"), tiny_cfg.stats.window_length_s).detail["grid"]
+    assert auto["gap"] == pytest.approx(grid[str(auto["epsilon"])]["gap"], rel=1e-9)

@@ -30,6 +30,18 @@ def qnoise(s: dict) -> str:
     return "within noise" if s["within_noise"] else ("faster" if s["mean"] > 0 else "slower") + ", beyond noise"
 
 
+def _length(m: dict, res: dict) -> str:
+    """How long each run trained: a fixed step count (old reports) or up to an epoch with early stopping."""
+    if m.get("max_steps"):
+        return f"{m['max_steps']} steps per run ({m['max_steps'] * m['batch_size']:,} training examples)"
+    steps = [r["steps"] for r in res["runs"].values()]
+    best = [r.get("best_step") for r in res["runs"].values() if r.get("best_step") is not None]
+    return (f"up to {m.get('epochs', 1)} epoch(s) of the training days ({m.get('steps_per_epoch')} steps per epoch), "
+            f"stopping when the evaluation NE has not improved for {m.get('early_stopping_patience')} evaluations; "
+            f"runs took {min(steps)}-{max(steps)} steps"
+            + (f" (best model at step {min(best)}-{max(best)})" if best else ""))
+
+
 def write_markdown(res: dict, path: Path) -> None:
     m = res["meta"]
     L: list[str] = [
@@ -48,8 +60,7 @@ def write_markdown(res: dict, path: Path) -> None:
         f"differently; the evaluation base rate differs between the arms of a seed by up to "
         f"{m['eval_base_rate_spread_pct']:.2f}% of its value).",
         f"- model {m['variant']} (embed {m['embed_dim']}, {m['num_layers']} PIN layers, orth. rate "
-        f"{m['orth_rate']:g}), batch {m['batch_size']}, {m['max_steps']} steps per run "
-        f"({m['max_steps'] * m['batch_size']:,} training examples), one process on {m['device']}; seeds "
+        f"{m['orth_rate']:g}), batch {m['batch_size']}, {_length(m, res)}, one process on {m['device']}; seeds "
         f"{', '.join(map(str, m['seeds']))}, learning rate {m['lr']:g}. The NE curves score the first "
         f"{m['eval_max_batches']} evaluation batches every {m['eval_every']} steps (0 = all).",
         "- NE is eq. 10 (mean log loss / entropy of the evaluation base rate), lower is better. "
@@ -140,4 +151,139 @@ def write_markdown(res: dict, path: Path) -> None:
         L += ["", "Depth and orthogonal rate are varied on DynInt-DWP (the orthogonal penalty exists for DGP and "
               "DWP only). One seed each: differences below the arms' seed spread (above) are not evidence. "
               "Plot: `experiments_ablation.png`.", ""]
+    L += _claims_section(res) + _models_section(res) + _importance_section(res) + _epsilon_section(res)
+    L += _null_section(res)
     path.write_text("\n".join(L))
+
+
+CLAIM_TEXT = {
+    "boost_active_gains": "boosting for active users (boost_active) gains NE over the baseline beyond 2 SE",
+    "boost_active_gain_mostly_active": "that gain is mostly in the active segment",
+    "boost_all_no_better": "boosting everyone (boost_all) gains no more than boost_active (paired, within noise "
+                           "or less)",
+    "boost_all_costs_more": "boost_all costs more per example than boost_active (bytes, lookups, FLOPs)",
+    "remove_passive_no_ne_cost": "removing the 4 attributes for passive users costs no NE beyond noise",
+    "remove_passive_reads_less": "remove_passive reads fewer bytes and FLOPs per example than the baseline",
+    "remove_active_no_ne_cost": "removing the 4 attributes for active users costs no NE beyond noise",
+    "remove_active_reads_less": "remove_active reads fewer bytes and FLOPs per example than the baseline",
+    "dwp_beats_xdeepint": "DynInt-DWP beats xDeepInt beyond 2 SE (paired by seed)",
+    "dgp_beats_xdeepint": "DynInt-DGP beats xDeepInt beyond 2 SE (paired by seed)",
+    "null_no_arm_differs": "on the null control, no arm's NE differs from the baseline beyond noise",
+}
+
+
+def _verdict(h: bool | None) -> str:
+    return "n/a (one seed)" if h is None else ("**yes**" if h else "**no**")
+
+
+def _claim_rows(cl: dict) -> list[str]:
+    rows = ["| statement | holds | numbers |", "|---|---|---|"]
+    for k, c in cl.items():
+        d = c["detail"]
+        nums = "; ".join(f"{n} {_num(v)}" for n, v in d.items())
+        rows.append(f"| {CLAIM_TEXT.get(k, k)} | {_verdict(c['holds'])} | {nums} |")
+    return rows
+
+
+def _num(v) -> str:
+    if isinstance(v, dict):
+        return "(" + ", ".join(f"{k} {_num(x)}" for k, x in v.items()) + ")"
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.5f}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def _claims_section(res: dict) -> list[str]:
+    cl = res.get("claims")
+    if not cl:
+        return []
+    m = res["meta"]
+    what = "the null control (every planted effect 0)" if m.get("null_control") else "the data with the mechanism planted"
+    return ["## What the runs show", "",
+            f"Decided by the command from the paired numbers above, on {what} (NE gains: positive = better; "
+            f"beyond noise = |mean| >= {NOISE_SE:g} standard errors over {len(m['seeds'])} seeds):", "",
+            *_claim_rows(cl), ""]
+
+
+def _models_section(res: dict) -> list[str]:
+    mo = res.get("models")
+    if not mo:
+        return []
+    L = ["## DynInt variants, every seed (baseline policy)", "",
+         "NE gain against DynInt-DWP (the baseline arm's model) paired by seed; negative = worse than DWP.", "",
+         "| variant | NE | NE gain vs DWP | noise? | training samples/s | forward FLOPs per example |",
+         "|---|---|---|---|---|---|"]
+    for v, a in mo.items():
+        name = "dwp" if v == "baseline" else v
+        gain = a.get("vs_baseline", {}).get("ne_gain")
+        fl = a["metrics"].get("model_flops_forward")
+        L.append(f"| {name} | {pm(a['metrics']['ne'])} | {pm(gain) if gain else '0'} | "
+                 f"{noise(gain) if gain else '-'} | {pm(a['metrics']['train_samples_per_s'], F_QPS)} | "
+                 f"{fmt(fl['mean'], F_QPS) if fl else 'n/a'} |")
+    return L + [""]
+
+
+def _importance_section(res: dict) -> list[str]:
+    im = res.get("importance")
+    if not im:
+        return []
+    seeds = sorted(im["per_seed"], key=int)
+    L = ["## Feature importance of the ad attributes (baseline arm)", "",
+         "Permutation of one attribute's sequence at a time within each batch of the evaluation day "
+         f"(`training/importance.py`; the first {im.get('max_batches') or 'all'} batches, 0 = all): "
+         "NE(permuted) - NE(as read) of the baseline arm's model; least important first (mean over the seeds "
+         "scored).", "",
+         "| attribute | mean delta NE | passive | active | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+         "|---|---|---|---|" + "---|" * len(seeds)]
+    for a in im["ranking"]:
+        seg = im["mean_delta_ne_per_segment"][a]
+        L.append(f"| {a} | {im['mean_delta_ne'][a]:+.5f} | {_sgn(seg.get('0'))} | {_sgn(seg.get('1'))} | "
+                 + " | ".join(f"{im['per_seed'][s]['delta_ne'][a]:+.5f}" for s in seeds) + " |")
+    L += ["", f"Lowest {len(im['lowest'])}: {', '.join(im['lowest'])}; configured `ebf.low_importance_attributes`: "
+          f"{', '.join(im['configured_low'])}: "
+          + ("**the same set**." if im["configured_are_lowest"] else "**not the same set**.")
+          + f" To use the ranking: `{im['set_command']}`.", ""]
+    return L
+
+
+def _sgn(x) -> str:
+    return "n/a" if x is None else f"{x:+.5f}"
+
+
+def _epsilon_section(res: dict) -> list[str]:
+    ep = res.get("epsilon")
+    if not ep:
+        return []
+    L = ["## Epsilon: the paper's 2/3 active fraction beside `auto`", "",
+         "Per day, `jobs/compare_epsilon.py`: the epsilon each mode chooses, the share of scored windows it makes "
+         "active, and the NE gap between the segments it gives (the per-user Bayes predictor of eq. 6 fitted on "
+         "a window and scored on the user's next window; gap = NE(passive) - NE(active), the criterion `auto` "
+         "maximizes).", "",
+         "| ds | mode | epsilon | active share | NE passive | NE active | gap |", "|---|---|---|---|---|---|---|"]
+    for ds, modes in ep.items():
+        if "error" in modes:
+            L.append(f"| {ds} | failed: {modes['error']} | | | | | |")
+            continue
+        for name, r in modes.items():
+            L.append(f"| {ds} | {r['epsilon_mode']} | {r['epsilon']:.5f} | {fmt(r['active_share_scored'], '{:.4f}')} | "
+                     f"{fmt(r['ne_passive'])} | {fmt(r['ne_active'])} | {fmt(r['gap'], '{:+.5f}')} |")
+    return L + [""]
+
+
+def _null_section(res: dict) -> list[str]:
+    nc = res.get("null_control")
+    if not nc:
+        return []
+    L = ["## The null control", "",
+         f"From `{nc['path']}` (finished {nc['finished_at']}): the same command with `--null-control`, a dataset "
+         "generated with every planted effect 0 (everything else unchanged).", "",
+         "| arm | NE | NE gain | noise? |", "|---|---|---|---|"]
+    for arm in ARMS:
+        a = nc["arms"][arm]
+        g = a.get("vs_baseline", {}).get("ne_gain")
+        L.append(f"| {arm} | {pm(a['metrics']['ne'])} | {pm(g) if g else '0'} | {noise(g) if g else '-'} |")
+    if nc.get("claims"):
+        L += ["", *_claim_rows(nc["claims"])]
+    return L + [""]

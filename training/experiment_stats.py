@@ -92,6 +92,7 @@ def run_numbers(rep: dict) -> dict:
         "eval_active_share": sum(m["n"] for s, m in seg.items() if int(s) >= 1) / n if n else None,
         "train_samples_per_s": rep["train_samples_per_s"], "inference_samples_per_s": rep["inference_samples_per_s"],
         "inference_model_only_samples_per_s": rep["inference_model_only_samples_per_s"], "steps": rep["steps"],
+        "best_step": rep.get("best_step"),
         # per example, not moved by the host's load (training/costs.py; absent in reports before issue 20)
         **{k: (rep.get("cost_per_example") or {}).get(k) for k in COSTS},
     }
@@ -138,4 +139,84 @@ def compare(arms: dict, reports: dict) -> dict:
                     entry["vs_baseline"][f"ne_gain_{seg}"] = spread([b[s][f"ne_{seg}"] - nums[s][f"ne_{seg}"]
                                                                      for s in seeds])
         out[arm] = entry
+    return out
+
+
+def _beyond(s: dict | None) -> bool | None:
+    """True when a paired spread's mean is beyond NOISE_SE standard errors (None: one run, or absent)."""
+    if s is None or s.get("within_noise") is None:
+        return None
+    return not s["within_noise"]
+
+
+def _paired(res_arms: dict, a: str, b: str, key: str = "ne") -> dict:
+    """NE(b) - NE(a) paired by seed: positive when arm ``a`` is better than ``b``."""
+    ra, rb = res_arms[a]["runs"], res_arms[b]["runs"]
+    seeds = sorted(set(ra) & set(rb), key=int)
+    return spread([rb[s][key] - ra[s][key] for s in seeds])
+
+
+def claims(res: dict, null_control: bool = False) -> dict:
+    """The statements the issue asks the report to show (DynamiX Tables 2 and 3), each decided from the paired
+    numbers with the noise rule: {name: {"holds": bool | None, "detail": {...}}}. ``holds`` is None when the
+    runs cannot decide it (one seed, or a missing arm). ``null_control``: the only statement is that no arm
+    differs from the baseline beyond noise."""
+    arms = res["arms"]
+    out: dict[str, dict] = {}
+
+    def cost(arm: str, k: str) -> float | None:
+        m = arms[arm]["metrics"].get(k)
+        return m["mean"] if m else None
+
+    if null_control:
+        per = {a: arms[a]["vs_baseline"]["ne_gain"] for a in ARMS if a != "baseline"}
+        decided = [_beyond(s) for s in per.values()]
+        out["null_no_arm_differs"] = {
+            "holds": None if None in decided else not any(decided),
+            "detail": {a: {"mean": s["mean"], "se": s["se"], "beyond_noise": _beyond(s)} for a, s in per.items()}}
+        return out
+    if "boost_active" in arms:
+        v = arms["boost_active"]["vs_baseline"]
+        g, ga, gp = v["ne_gain"], v.get("ne_gain_active"), v.get("ne_gain_passive")
+        b = _beyond(g)
+        out["boost_active_gains"] = {"holds": None if b is None else (b and g["mean"] > 0),
+                                     "detail": {"gain": g["mean"], "se": g["se"]}}
+        if ga and gp:
+            out["boost_active_gain_mostly_active"] = {
+                "holds": ga["mean"] > gp["mean"] and ga["mean"] > 0,
+                "detail": {"gain_active": ga["mean"], "se_active": ga["se"], "gain_passive": gp["mean"],
+                           "se_passive": gp["se"]}}
+    if "boost_all" in arms and "boost_active" in arms:
+        d = _paired(arms, "boost_all", "boost_active")  # > 0: boost_all better than boost_active
+        b = _beyond(d)
+        extra = {k: (cost("boost_all", k), cost("boost_active", k)) for k in COSTS}
+        out["boost_all_no_better"] = {"holds": None if b is None else not (b and d["mean"] > 0),
+                                      "detail": {"gain_over_boost_active": d["mean"], "se": d["se"]}}
+        out["boost_all_costs_more"] = {
+            "holds": all(x is not None and y is not None and x > y for x, y in extra.values()),
+            "detail": {k: {"boost_all": x, "boost_active": y} for k, (x, y) in extra.items()}}
+    for arm in ("remove_passive", "remove_active"):
+        if arm not in arms:
+            continue
+        g = arms[arm]["vs_baseline"]["ne_gain"]
+        b = _beyond(g)
+        out[f"{arm}_no_ne_cost"] = {"holds": None if b is None else not (b and g["mean"] < 0),
+                                    "detail": {"gain": g["mean"], "se": g["se"]}}
+        c = {k: (cost(arm, k), cost("baseline", k)) for k in ("bytes_read", "model_flops_forward")}
+        out[f"{arm}_reads_less"] = {
+            "holds": all(x is not None and y is not None and x < y for x, y in c.values()),
+            "detail": {k: {arm: x, "baseline": y} for k, (x, y) in c.items()}}
+    models = res.get("models") or {}
+    if "xdeepint" in models:
+        for v in ("dwp", "dgp"):
+            if v == "dwp":
+                s = models["xdeepint"]["vs_baseline"]["ne_gain"]  # NE(dwp) - NE(xdeepint): > 0 xdeepint better
+                d = {**s, "mean": -s["mean"], "values": [-x for x in s["values"]]}
+            elif v in models:
+                d = _paired(models, v, "xdeepint")
+            else:
+                continue
+            b = _beyond(d)
+            out[f"{v}_beats_xdeepint"] = {"holds": None if b is None else (b and d["mean"] > 0),
+                                          "detail": {"gain_over_xdeepint": d["mean"], "se": d["se"]}}
     return out

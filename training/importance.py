@@ -118,14 +118,9 @@ def _run_config(run: Path) -> tuple[Config, dict]:
         return load_config(profile), rep
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Permutation importance of the ad EBF attributes for a finished run")
-    p.add_argument("--run", required=True, help="run folder of training/train.py (report.json, best.pt)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-batches", type=int, default=0, help="evaluation batches to score (0: the whole day)")
-    p.add_argument("--keep", type=int, default=4, help="how many of the lowest to print as the removal list")
-    args = p.parse_args(argv)
-    run = Path(args.run)
+def run_importance(run: Path, seed: int = 1, max_batches: int = 0) -> dict:
+    """:func:`permutation_importance` of a finished run's reported model (``best.pt``, else ``checkpoint.pt``)
+    on its evaluation day(s), written to ``<run>/feature_importance.json`` and returned."""
     cfg, rep = _run_config(run)
     model = DynIntModel(cfg.model)
     best = run / "best.pt"
@@ -137,12 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     def batches() -> Iterator[Batch]:
         it = loader.iter_epoch(0)
         with contextlib.closing(it):
-            yield from (itertools.islice(it, args.max_batches) if args.max_batches else it)
+            yield from (itertools.islice(it, max_batches) if max_batches else it)
 
-    res = permutation_importance(model, batches, seed=args.seed)
+    res = permutation_importance(model, batches, seed=seed)
     res.update(run=str(run), policy=cfg.train.policy, variant=cfg.model.variant, eval_days=rep["eval_days"],
-               model_step=state.get("step"))
+               model_step=state.get("step"), seed=seed, max_batches=max_batches)
     (run / "feature_importance.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Permutation importance of the ad EBF attributes for a finished run")
+    p.add_argument("--run", required=True, help="run folder of training/train.py (report.json, best.pt)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-batches", type=int, default=0, help="evaluation batches to score (0: the whole day)")
+    p.add_argument("--keep", type=int, default=4, help="how many of the lowest to print as the removal list")
+    args = p.parse_args(argv)
+    res = run_importance(Path(args.run), args.seed, args.max_batches)
     for a in res["ranking"]:
         r = res["attributes"][a]
         segs = " ".join(f"seg{s} {v:+.5f}" for s, v in r["delta_ne_per_segment"].items())

@@ -88,14 +88,18 @@ def setup_distributed() -> Dist:
     return Dist(rank, world, device)
 
 
-def split_days(table: str, version: int, policy: str, eval_days: int) -> tuple[list[str], list[str]]:
+def split_days(table: str, version: int, policy: str, eval_days: int, train_days: int = 0
+               ) -> tuple[list[str], list[str]]:
+    """(train days, evaluation days): the last ``eval_days`` of the policy's days are evaluation, the days
+    before them training (the last ``train_days`` of them; 0: all)."""
     days = sorted({f.partition_values["ds"] for f in live_files(table, version)
                    if f.partition_values.get("policy") == policy})
     if len(days) < 2:
         raise RuntimeError(f"{table}@v{version}: policy {policy!r} has {len(days)} day(s) {days}; training needs "
                            "at least 2 (train days + ebf.eval_days)")
     k = min(eval_days, len(days) - 1)
-    return days[:-k], days[-k:]
+    train = days[:-k]
+    return (train[-train_days:] if train_days else train), days[-k:]
 
 
 def _autocast(device: torch.device):
@@ -219,7 +223,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     if log_every < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every}")
     version = latest_version(table) if version is None else version
-    train_days, eval_days = split_days(table, version, tc.policy, cfg.ebf.eval_days)
+    train_days, eval_days = split_days(table, version, tc.policy, cfg.ebf.eval_days, tc.train_days)
     torch.manual_seed(tc.seed)
     cuda = d.device.type == "cuda"
     loader = EbfLoader.from_config(table, version, cfg, train_days, cur_shard=d.rank, shard_count=d.world,
