@@ -7,8 +7,11 @@ It runs in the training environment (.venv-train: torch, Petastorm, no PySpark);
 the Spark side's job commands in its own environment (.venv) as subprocesses, and the lake statistics of the
 report are read JVM-free (``training/delta_snapshot`` and pyarrow).
 
-1. Data. Default: the lake at ``paths.lake_root``; if its ``ebf_examples`` is missing, the default dataset is
-   generated (``generator.*``, unless raw data is already there) and the nightly pipeline runs over its days.
+1. Data. Default: the experiments' own lake (:data:`EXPERIMENT_DATA`: the generator's defaults at 2,000 users
+   under ``data/experiments/``; ``--set paths.lake_root=...`` etc. to point elsewhere); if its ``ebf_examples``
+   is missing, the dataset is generated (``generator.*``, unless raw data is already there) and the nightly
+   pipeline runs over its days. ``--null-control``: the same with every planted effect 0, under
+   ``data/null_control/``.
    ``--raw-root PATH``: raw data in the contract (``<PATH>/<source>/ds=YYYY-MM-DD/`` with the landing marker);
    the nightly pipeline runs over every day found there into a separate lake, ``<runs-dir>/lake``.
 2. Runs (one process, sequentially, ``ebf_examples`` pinned at one Delta version): every arm of Tables 2
@@ -72,7 +75,14 @@ DEFAULT_TRAIN = {"train.epochs": 1, "train.max_steps": 0, "train.train_days": 1,
 # The feature-importance pass (--importance) scores this many evaluation batches of the first seed's baseline
 # run 12 times (as read and once per ad attribute permuted).
 IMPORTANCE_BATCHES = 100
-# --gpu-scale: the same experiments on a GPU host (one flag): 10x the users of the generated dataset, larger
+# The experiments' own dataset (unless --raw-root): the generator's defaults (the planted mechanism) at 2,000
+# users, generated and built under data/experiments/ (the demo's lake, 4,000 users, is left alone): half the
+# rows of the demo's days, so that the 5 arms x 3 seeds and the variants, each trained for an epoch and scored
+# on the whole evaluation day, fit the time on 2 cores.
+EXPERIMENT_DATA = {"generator.n_users": 2000, "paths.raw_root": "data/experiments/raw",
+                   "paths.lake_root": "data/experiments/lake", "paths.truth_root": "data/experiments/truth",
+                   "maintenance.register_catalog": False}
+# --gpu-scale: the same experiments on a GPU host (one flag): 20x the users of the experiments' dataset, larger
 # batches and embeddings, a larger hash space. The lake is generated and built under its own roots.
 GPU_SCALE = {"generator.n_users": 40000, "train.batch_size": 4096, "model.embed_dim": 32,
              "model.hash_buckets": 200003, "train.eval_every": 100, "train.eval_max_batches": 50,
@@ -292,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print("experiments: bare KEY=VALUE overrides are the old form; use --set KEY=VALUE (as the jobs do)",
               file=sys.stderr)
     ablation = "none" if args.no_ablation or args.null_control else args.ablation
-    preset = {**DEFAULT_TRAIN, **(GPU_SCALE if args.gpu_scale else {}), **(NULL_CONTROL if args.null_control else {})}
+    preset = {**DEFAULT_TRAIN, **EXPERIMENT_DATA, **(GPU_SCALE if args.gpu_scale else {}),
+              **(NULL_CONTROL if args.null_control else {})}
     if args.gpu_scale and args.null_control:
         preset.update({k: v.replace("data/null_control", "data/gpu_scale/null_control") for k, v in NULL_CONTROL.items()
                        if k.startswith("paths.")})

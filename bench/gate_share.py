@@ -1,0 +1,73 @@
+"""The quality gates' share of each job's wall time, from what the jobs record (issue 17, "Gates that cost little").
+
+    .venv-train/bin/python bench/gate_share.py [--lake data/lake] [--markdown]
+
+Read JVM-free from the lake's ``run_metrics`` (``training/delta_snapshot`` and pyarrow): for each succeeded run
+of denoise, user_window_stats and build_ebf, the job's wall time (its rows' earliest ``started_at`` to latest
+``ended_at``) and ``params.gate_seconds`` (the sum of its gates' wall seconds, each gate's Great Expectations
+validation and audit checks, recorded by ``dynamix_spark/staged_write.py``); then the share per job, and the
+target: at most 25% of each job's time. Runs recorded before gate seconds existed are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.delta_snapshot import live_files  # noqa: E402
+
+JOBS = ("denoise", "user_window_stats", "build_ebf")
+
+
+def runs(lake: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for f in live_files(f"{lake}/run_metrics"):
+        t = pq.read_table(f.path, columns=["run_id", "job", "ds", "started_at", "ended_at", "status", "params"])
+        for r in t.to_pylist():
+            r["ds"] = r["ds"] or f.partition_values.get("ds")
+            rows.append(r)
+    by_run: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["job"] in JOBS and r["status"] == "succeeded":
+            by_run[r["run_id"]].append(r)
+    out = []
+    for run_id, rs in by_run.items():
+        params = json.loads(rs[0]["params"] or "{}")
+        if params.get("gate_seconds") is None:
+            continue
+        wall = (max(r["ended_at"] for r in rs) - min(r["started_at"] for r in rs)).total_seconds()
+        out.append({"run_id": run_id, "job": rs[0]["job"], "ds": rs[0]["ds"], "wall_s": wall,
+                    "gate_s": float(params["gate_seconds"])})
+    return sorted(out, key=lambda r: (JOBS.index(r["job"]), r["ds"], r["run_id"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lake", default=str(ROOT / "data" / "lake"))
+    args = p.parse_args(argv)
+    rs = runs(args.lake)
+    if not rs:
+        print(f"no succeeded runs with gate seconds in {args.lake}/run_metrics", file=sys.stderr)
+        return 1
+    print("| job | ds | job wall s | gates s | gates share | <= 25%? |\n|---|---|---|---|---|---|")
+    for r in rs:
+        share = r["gate_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan")
+        print(f"| {r['job']} | {r['ds']} | {r['wall_s']:.1f} | {r['gate_s']:.1f} | {share:.0%} | "
+              f"{'yes' if share <= 0.25 else 'no'} |")
+    for job in JOBS:
+        js = [r for r in rs if r["job"] == job]
+        if js:
+            w, g = sum(r["wall_s"] for r in js), sum(r["gate_s"] for r in js)
+            print(f"| **{job}, all days** | | {w:.1f} | {g:.1f} | {g / w:.0%} | {'yes' if g <= 0.25 * w else 'no'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
