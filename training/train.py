@@ -53,8 +53,10 @@ from training.batch import Batch  # noqa: E402
 from training.costs import cost_per_example  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
-from training.metrics import BinaryMetrics, binary_entropy  # noqa: E402
+from training.metrics import BinaryMetrics  # noqa: E402
 from training.model import DynIntModel  # noqa: E402
+from training.run_report import plot_curve, summary_text  # noqa: E402
+from training.train_log import TrainLog  # noqa: E402
 
 
 # Train loss / NE / samples/s go to TensorBoard every this many steps (``--log-every``). The config key
@@ -160,63 +162,6 @@ def _broadcast_flag(flag: bool, d: Dist) -> bool:
     return bool(t.item())
 
 
-class _TrainLog:
-    """Rank 0's running view of training: TensorBoard scalars every ``log_every`` steps and the progress bar.
-
-    ``train/ne`` is eq. 10 over rank 0's batches since the last log point (its own base rate), ``train/loss``
-    their mean loss (log loss + regularization), ``train/samples_per_s`` all ranks' samples over the wall time
-    since the last log point (evaluation included when one fell in it)."""
-
-    def __init__(self, out_dir: Path, log_every: int, total_steps: int, step: int, samples_per_step: int,
-                 desc: str) -> None:
-        from tqdm import tqdm
-
-        self.log_every, self.samples_per_step = log_every, samples_per_step
-        self.writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:  # the lean GPU wheelhouse (bench/gpu.sh without --full) has no tensorboard
-            print(f"[train] no TensorBoard event files: {e}", file=sys.stderr, flush=True)
-        else:  # purge_step: after --resume, TensorBoard drops the interrupted run's events from this step on
-            self.writer = SummaryWriter(log_dir=str(out_dir), purge_step=step or None)
-        self.progress = tqdm(total=total_steps * samples_per_step, initial=step * samples_per_step, unit="sample",
-                             unit_scale=True, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty())
-        self._reset(step)
-
-    def _reset(self, step: int) -> None:
-        self.n, self.n_pos, self.ll_sum, self.loss_sum, self.steps = 0, 0.0, 0.0, 0.0, 0
-        self.step0, self.t0 = step, time.perf_counter()
-
-    def update(self, step: int, loss: torch.Tensor, y: torch.Tensor, p: torch.Tensor) -> None:
-        y64, p64 = y.double(), p.double().clamp(1e-7, 1 - 1e-7)
-        self.n += int(y64.numel())
-        self.n_pos += float(y64.sum())
-        self.ll_sum += float(-(y64 * p64.log() + (1 - y64) * (-p64).log1p()).sum())
-        self.loss_sum += float(loss)
-        self.steps += 1
-        self.progress.update(self.samples_per_step)
-        if step % self.log_every == 0:
-            h = binary_entropy(self.n_pos / self.n)
-            ne = self.ll_sum / self.n / h if h > 0 else float("nan")
-            rate = (step - self.step0) * self.samples_per_step / max(time.perf_counter() - self.t0, 1e-9)
-            self.scalars(step, {"train/loss": self.loss_sum / self.steps, "train/ne": ne,
-                                "train/samples_per_s": rate})
-            self.progress.set_postfix(step=step, loss=f"{self.loss_sum / self.steps:.4f}", ne=f"{ne:.4f}",
-                                      refresh=False)
-            self._reset(step)
-
-    def scalars(self, step: int, values: dict) -> None:
-        if self.writer is not None:
-            for k, v in values.items():
-                if v is not None:
-                    self.writer.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        self.progress.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
 def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None = None, resume: bool = False,
           log_every: int = LOG_EVERY) -> dict:
     tc = cfg.train
@@ -254,7 +199,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     train_metrics = BinaryMetrics()
     step, samples, train_secs, loader_wait_s = state["step"], 0, 0.0, 0.0
     stop = False
-    tlog = (_TrainLog(out_dir, log_every, total, step, tc.batch_size * d.world, f"train {cfg.model.variant}/{tc.policy}")
+    tlog = (TrainLog(out_dir, log_every, total, step, tc.batch_size * d.world, f"train {cfg.model.variant}/{tc.policy}")
             if d.is_main else None)
     boundaries = epoch_boundaries(steps_per_epoch, total)
     if boundaries and d.is_main:
@@ -425,7 +370,7 @@ def _atomic_save(path: Path, obj: dict) -> None:
 
 
 def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d: Dist,
-                         tlog: _TrainLog | None = None) -> bool:
+                         tlog: TrainLog | None = None) -> bool:
     stop = False
     if d.is_main:
         ev = _evaluate_prefix(model, eval_loader, cfg.train.eval_max_batches, d.device)
@@ -482,88 +427,6 @@ def _model_inference_rate(model, eval_loader: EbfLoader, device: torch.device, m
             torch.cuda.synchronize()
     model.train()
     return n / (time.perf_counter() - t0)
-
-
-def summary_text(r: dict) -> str:
-    ev = r["eval"]
-    best_step, last = r.get("best_step", r["steps"]), r.get("last")
-    lines = [f"# Training run: {r['variant']} on policy {r['policy']}", "",
-             f"- table `{r['table']}` at Delta version {r['delta_version']}; train days {r['train_days']}, "
-             f"eval days {r['eval_days']}; world size {r['world_size']} on {r['device']}; {r['steps']} steps",
-             f"- best evaluated model (step {best_step}): eval NE {ev['ne']:.5f} (eq. 10; lower is better), "
-             f"AUC {ev['auc']:.4f}, log loss {ev['log_loss']:.5f}, {ev['samples']} examples, base rate "
-             f"{ev['base_rate']:.4f}"]
-    for s, m in ev["per_segment"].items():
-        lines.append(f"  - segment {s}: NE {m['ne']:.5f}, AUC {m['auc']:.4f}, {m['n']} examples")
-    if last is not None and last["step"] != best_step:
-        lines.append(f"- last model (step {last['step']}): eval NE {last['eval']['ne']:.5f}, AUC "
-                     f"{last['eval']['auc']:.4f}; `checkpoint.pt` holds it (for --resume), `best.pt` the best")
-    lr = r.get("logreg_baseline")
-    if lr is not None:
-        beats = ev["ne"] < lr["ne"]
-        lines.append(f"- baseline, logistic regression on the target features ({lr['train_rows']} training rows): "
-                     f"eval NE {lr['ne']:.5f}, AUC {lr['auc']:.4f}. "
-                     + (f"DynInt beats it by {lr['ne'] - ev['ne']:.5f} NE." if beats else
-                        f"**DynInt does not beat this baseline** (NE {ev['ne']:.5f} vs {lr['ne']:.5f}): the "
-                        "sequences and interactions add nothing here yet."))
-    bounds = r.get("epoch_boundaries") or []
-    if bounds:
-        curve = r.get("curve", [])
-        after = [c["eval_ne"] for c in curve if c["step"] > bounds[0]]
-        note = (f"- {r.get('epochs_configured')} epochs: the rows are trained on again after step(s) {bounds}.")
-        if best_step <= bounds[0] and after and min(after) > _curve_ne_at(curve, best_step):
-            note += (f" Eval NE was lowest at step {best_step}, in the first epoch, and higher at every evaluation "
-                     "after the first epoch boundary: the one-epoch overfitting of CTR models; train.epochs=1 "
-                     "is the usual remedy.")
-        lines.append(note)
-    if r.get("tensorboard_dir"):
-        lines.append(f"- TensorBoard: `tensorboard --logdir {r['tensorboard_dir']}` (train loss and NE every "
-                     f"{r.get('log_every')} steps, evaluation NE/AUC at every evaluation)")
-    fmt = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
-    if r.get("loader_wait_share") is not None:
-        lines.append(f"- rank 0 waited for the loader {r['loader_wait_share']:.0%} of its training time "
-                     f"({r['loader_wait_s']:.1f} s)")
-    lines += [f"- training {fmt(r['train_samples_per_s'])} samples/s; inference {fmt(r['inference_samples_per_s'])} "
-              f"samples/s end to end, {fmt(r['inference_model_only_samples_per_s'])} model only; loader alone "
-              f"{fmt(r['loader_samples_per_s'])} samples/s"]
-    c = r.get("cost_per_example")
-    if c:
-        lines.append(f"- per example (not moved by the host's load): {fmt(c.get('bytes_read'))} bytes read, "
-                     f"{c.get('embedding_lookups', 0):,.0f} embedding lookups, "
-                     f"{fmt(c.get('model_flops_forward'))} model FLOPs per forward")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def _curve_ne_at(curve: list[dict], step: int) -> float:
-    """The curve's eval NE at ``step`` (inf if that step was not evaluated)."""
-    return next((c["eval_ne"] for c in curve if c["step"] == step), float("inf"))
-
-
-def plot_curve(curve: list[dict], path: Path, title: str, boundaries: list[int] = (), best_step: int | None = None
-               ) -> None:
-    if not curve:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [c["step"] for c in curve]
-    ax.plot(steps, [c["eval_ne"] for c in curve], marker="o", label="eval NE")
-    ax.plot(steps, [c["train_ne"] for c in curve], marker=".", label="train NE (since last eval)")
-    for i, s in enumerate(boundaries):
-        ax.axvline(s, color="grey", linestyle="--", linewidth=1, label="epoch boundary" if i == 0 else None)
-    if best_step is not None:
-        ax.axvline(best_step, color="green", linestyle=":", linewidth=1, label=f"best (step {best_step})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("normalized entropy")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
