@@ -6,6 +6,7 @@ import datetime as dt
 import sys
 
 from dynamix_spark.config import Config, ConfigError, load_config
+from schemas.dates import date_range
 
 
 def _date(text: str) -> str:
@@ -22,6 +23,14 @@ def job_parser(description: str, *, ds_required: bool = True) -> argparse.Argume
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set stats.forecast_horizon_s=600 (repeatable)")
     return p
+
+
+def job_days(args: argparse.Namespace) -> list[str]:
+    """The days of a run over ``--ds`` .. ``--until`` (inclusive; ``--ds`` alone without ``--until``)."""
+    try:
+        return date_range(args.ds, args.until)
+    except ValueError:
+        raise SystemExit(f"--until {args.until} is before --ds {args.ds}") from None
 
 
 def parse_job_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> tuple[argparse.Namespace, Config]:

@@ -26,7 +26,6 @@ Organic content and page ids carry their category: ``id // CATALOG_STRIDE`` (ite
 """
 from __future__ import annotations
 
-import datetime as dt
 import math
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -34,6 +33,7 @@ from pyspark.sql import functions as F
 
 from dynamix_spark.config import GeneratorConfig
 from dynamix_spark.raw_io import mark_partition_ready
+from schemas.dates import days_from
 from schemas.raw import RAW_SCHEMAS
 from schemas.tables import TRUTH_ENGAGEMENT
 
@@ -85,8 +85,7 @@ def _daily_cycle_second(u: Column) -> Column:
 
 
 def _dates(cfg: GeneratorConfig) -> list[str]:
-    start = dt.date.fromisoformat(cfg.start_date)
-    return [(start + dt.timedelta(days=i)).isoformat() for i in range(cfg.days)]
+    return days_from(cfg.start_date, cfg.days)
 
 
 def users(spark: SparkSession, cfg: GeneratorConfig) -> DataFrame:

@@ -52,6 +52,7 @@ from pyspark.sql import functions as F
 
 from dynamix_spark.config import Config
 from dynamix_spark.delta_io import append_with_retry, is_delta, table_path
+from schemas.dates import previous_day
 from schemas.expectations import (
     DRIFT_STATS,
     QUALITY_RESULTS,
@@ -398,13 +399,9 @@ def _write_gate_summary(docs_dir: str, result: "GateResult") -> None:
 # ----------------------------------------------------------------------------------------------------------
 # Audit checks computed with Spark.
 
-def _prev_day(ds: str) -> str:
-    return (dt.date.fromisoformat(ds) - dt.timedelta(days=1)).isoformat()
-
-
 def load_previous_partition(spark: SparkSession, table: str, ds: str, cfg: Config) -> DataFrame | None:
     """The published partition of the day before ``ds`` (raw: the landed Parquet), or None if there is none."""
-    prev = _prev_day(ds)
+    prev = previous_day(ds)
     if table in RAW_TABLES:
         from dynamix_spark.raw_io import RawInputError, list_parquet_files, partition_path
 
@@ -513,7 +510,7 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
         before = _stats(previous, table) if previous is not None else None
         if before is None or not before.get("row_count"):
             a.direct.append(CheckResult("drift", q.drift_severity, True,
-                                        f"skipped: no previous partition ds={_prev_day(ds)}", {"previous_ds": _prev_day(ds)}))
+                                        f"skipped: no previous partition ds={previous_day(ds)}", {"previous_ds": previous_day(ds)}))
         else:
             for s in stats:
                 now, prev = today.get(s.name), before.get(s.name)
@@ -532,7 +529,7 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
                       Expect(name, "ExpectColumnValuesToBeBetween",
                              {"column": f"drift__{s.name}", "min_value": lo, "max_value": hi}, q.drift_severity),
                       f"{now:.6g} vs previous {prev:.6g} (allowed [{lo:.6g}, {hi:.6g}])",
-                      {"today": now, "previous": prev, "previous_ds": _prev_day(ds), "kind": s.kind, "tolerance": tol})
+                      {"today": now, "previous": prev, "previous_ds": previous_day(ds), "kind": s.kind, "tolerance": tol})
     return a
 
 

@@ -22,19 +22,12 @@ labelling's partitioning already satisfies, and only those small partial aggrega
 """
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dynamix_spark.config import StatsConfig
 
 US = 1_000_000  # microseconds per second
-
-
-def neighbour_days(ds: str) -> list[str]:
-    d = dt.date.fromisoformat(ds)
-    return [(d + dt.timedelta(days=k)).isoformat() for k in (-1, 0, 1)]
 
 
 def label_impressions(

@@ -14,7 +14,6 @@ run metrics (``params.missing_source_tables``).
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 
@@ -26,16 +25,12 @@ from dynamix_spark.delta_io import RunMetrics, conform, is_delta, new_run_id, ta
 from dynamix_spark.ebf import apply_policy, build_examples
 from dynamix_spark.session import build_spark
 from dynamix_spark.staged_write import StagedWrite
+from schemas.dates import add_days, days_around
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
 from schemas.expectations import allowed_segments
 from schemas.tables import CLEAN_TABLES, clean_table_name
 
 JOB = "build_ebf"
-
-
-def _days(ds: str, before: int, after: int) -> list[str]:
-    d = dt.date.fromisoformat(ds)
-    return [(d + dt.timedelta(days=k)).isoformat() for k in range(-before, after + 1)]
 
 
 def _read(spark, lake: str, table: str, days: list[str]):
@@ -51,8 +46,8 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
     day = F.lit(ds).cast("date")
     day_start = F.to_timestamp(F.lit(ds))
     day_end = day_start + F.expr("INTERVAL 1 DAY")
-    lookback_start = F.to_timestamp(F.lit(_days(ds, e.lookback_days, 0)[0]))
-    imps = _read(spark, lake, clean_table_name("ad_impressions"), _days(ds, 1, 1))
+    lookback_start = F.to_timestamp(F.lit(add_days(ds, -e.lookback_days)))
+    imps = _read(spark, lake, clean_table_name("ad_impressions"), days_around(ds, 1, 1))
     queries = imps.where(F.to_date("event_ts") == day)
     events, missing = {}, []
     for src, table in EBF_SOURCE_TABLES.items():
@@ -62,14 +57,14 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
             missing.append(table)
             clean = spark.createDataFrame([], CLEAN_TABLES[table])
         else:
-            clean = _read(spark, lake, table, _days(ds, e.lookback_days + 1, 1))
+            clean = _read(spark, lake, table, days_around(ds, e.lookback_days + 1, 1))
         events[src] = clean.where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(*cols)
-    seg_all = _read(spark, lake, "user_segments", _days(ds, e.lookback_days, 0))
+    seg_all = _read(spark, lake, "user_segments", days_around(ds, e.lookback_days, 0))
     seg_days = _present_days(seg_all)
     if ds not in seg_days:
         raise RuntimeError(f"user_segments has no partition ds={ds}: run user_window_stats for {ds} first")
     segments = seg_all.where(F.col("window_end") <= day_end).select("user_id", "window_end", "segment")
-    conv_all = _read(spark, lake, clean_table_name("conversions"), _days(ds, 1, 1))
+    conv_all = _read(spark, lake, clean_table_name("conversions"), days_around(ds, 1, 1))
     conv_days = _present_days(conv_all)
     return {"queries": queries, "events": events, "segments": segments,
             "conversions": conv_all.select("user_id", "ad_id", "event_ts"),

@@ -14,7 +14,7 @@ import json
 import sys
 
 from dynamix_spark.catalog import register_tables
-from dynamix_spark.cli import _date, job_parser, parse_job_args
+from dynamix_spark.cli import _date, job_days, job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
 from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id
 from dynamix_spark.maintenance import maintain_lake
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = job_parser("OPTIMIZE / VACUUM the lake's Delta tables and register them in the catalog")
     parser.add_argument("--until", type=_date, help="last date of a range (inclusive): optimize every day in it")
     args, cfg = parse_job_args(parser, argv)
-    from jobs.nightly import date_range  # one definition of a range
-
-    days = date_range(args.ds, args.until)
+    days = job_days(args)
     spark = build_spark(f"{cfg.spark.app_name}-{JOB}", cfg.spark.conf)
     print(json.dumps(run(spark, cfg, days), default=str, indent=1))
     return 0

@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import sys
 
-from dynamix_spark.cli import _date, job_parser, parse_job_args
+from dynamix_spark.cli import _date, job_days, job_parser, parse_job_args
 from dynamix_spark.config import Config
 from dynamix_spark.delta_io import RunMetrics, append_run_metrics, new_run_id
 from dynamix_spark.quality import QualityGateError
@@ -30,14 +30,6 @@ from dynamix_spark.session import build_spark
 from jobs import build_ebf, denoise, maintenance, user_window_stats
 
 JOB = "nightly"
-
-
-def date_range(start: str, until: str | None) -> list[str]:
-    a = dt.date.fromisoformat(start)
-    b = dt.date.fromisoformat(until) if until else a
-    if b < a:
-        raise SystemExit(f"--until {until} is before --ds {start}")
-    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
 def check_inputs(spark, cfg: Config, days: list[str]) -> dict[str, tuple[str, ...]]:
@@ -90,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", help="also write the JSON report to this file (stdout is shared with the "
                                          "JVM, whose VACUUM prints lines of its own)")
     args, cfg = parse_job_args(parser, argv)
-    days = date_range(args.ds, args.until)
+    days = job_days(args)
     spark = build_spark(f"{cfg.spark.app_name}-nightly", cfg.spark.conf)
     try:
         report = run(spark, cfg, days)

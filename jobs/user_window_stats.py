@@ -18,10 +18,11 @@ from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
 from dynamix_spark.delta_io import RunMetrics, new_run_id, table_path
 from dynamix_spark.segmentation import choose_epsilon, segment
-from dynamix_spark.window_stats import label_impressions, neighbour_days, window_stats
+from dynamix_spark.window_stats import label_impressions, window_stats
 from dynamix_spark.session import build_spark
 from dynamix_spark.staged_write import StagedWrite
 from schemas import USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
+from schemas.dates import neighbour_days
 
 JOB = "user_window_stats"
 

@@ -18,7 +18,6 @@ absent, ``paths.required_sources``: a required one fails the read before any gat
 """
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
@@ -27,6 +26,7 @@ from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, MapType, Stri
                                TimestampType)
 
 from dynamix_spark.config import Config, Severity
+from schemas.dates import check_ds, day_bounds
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, len_col
 from schemas.raw import CONVERSION_TYPES, KEY_COLUMNS, RAW_SCHEMAS, RAW_SOURCES, REQUIRED_DWELL_SOURCES
 from schemas.tables import CLEAN_TABLES, QUARANTINE, USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
@@ -150,11 +150,6 @@ def _fresh(ds: str) -> Expect:
     return Expect("freshness", "ExpectColumnValuesToBeInSet", {"column": "ds", "value_set": [ds]})
 
 
-def _day_bounds(ds: str, tolerance_s: int) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.fromisoformat(ds)
-    return start - dt.timedelta(seconds=tolerance_s), start + dt.timedelta(days=1, seconds=tolerance_s)
-
-
 def empty_severity(source: str, cfg: Config) -> Severity:
     """A day without rows of ``source`` blocks when the source is required (``paths.required_sources``); for an
     optional source (absent or empty: a deployment without organic or page logs) it is a warning."""
@@ -163,7 +158,7 @@ def empty_severity(source: str, cfg: Config) -> Severity:
 
 def _raw_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
     q = cfg.quality
-    lo, hi = _day_bounds(ds, cfg.denoise.ts_tolerance_s)
+    lo, hi = day_bounds(ds, cfg.denoise.ts_tolerance_s)
     # Raw data is noisy by design (denoise quarantines the bad rows): only the contract's columns and types
     # block; a high share of bad keys or off-day timestamps is a warning about the producer.
     out = _columns(RAW_SCHEMAS[source], exact=False, empty=empty_severity(source, cfg))
@@ -176,7 +171,7 @@ def _raw_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
 
 def _clean_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
     d = cfg.denoise
-    lo, hi = _day_bounds(ds, d.ts_tolerance_s)
+    lo, hi = day_bounds(ds, d.ts_tolerance_s)
     table = clean_table_name(source)
     out = _columns(CLEAN_TABLES[table], exact=True, empty=empty_severity(source, cfg))
     out += _not_null(*KEY_COLUMNS)
@@ -263,7 +258,7 @@ def _ebf_suite(cfg: Config, ds: str) -> list[Expect]:
 
 def suite(table: str, cfg: Config, ds: str) -> tuple[Expect, ...]:
     """The expectations of ``table`` for the run of ``ds`` under ``cfg``."""
-    dt.date.fromisoformat(ds)  # a date, nothing else
+    check_ds(ds)  # a date, nothing else
     if table in RAW_TABLES:
         exps = _raw_suite(table[len("raw_"):], cfg, ds)
     elif table in CLEAN_TABLES:
