@@ -55,12 +55,14 @@ The profile's driver and executor resources (``spark.driver.memory`` ...) reach 
 the sources, so the DAG runs right after the README's set-up.
 
 This file imports nothing of the project (no PySpark, no ``dynamix_spark``): the scheduler parses it often
-and in its own environment (``.venv-airflow``).
+and in its own environment (``.venv-airflow``). The steps and their order are the nightly job's
+(``jobs/steps.py``, plain data that this file executes with ``runpy`` instead of importing).
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
+import runpy
 from pathlib import Path
 
 import pendulum
@@ -79,17 +81,14 @@ except ImportError:  # Airflow 2
 DAG_ID = "dynamix_nightly"
 REPO = os.environ.get("DYNAMIX_HOME", str(Path(__file__).resolve().parent.parent))
 
-# The nightly steps, in order: (task id, job file). One spark-submit each.
-STEPS: list[tuple[str, str]] = [
-    ("denoise", "jobs/denoise.py"),
-    ("user_window_stats", "jobs/user_window_stats.py"),
-    # No separate quality task: each job gates its own output (write, audit with Great Expectations, then
-    # publish; docs/QUALITY.md), so a failed critical expectation fails that task with nothing published
-    # and the downstream tasks do not run. wait_for_raw holds the chain until the day's raw partitions have
-    # their _SUCCESS markers; denoise still checks them itself (a run started by hand without the sensor).
-    ("build_ebf", "jobs/build_ebf.py"),
-    ("maintenance", "jobs/maintenance.py"),  # OPTIMIZE / VACUUM / catalog registration: always last
-]
+# The nightly steps, in order: (task id, job file), one spark-submit each. The list is jobs/steps.py's, the one
+# the nightly job runs, read by executing that file (plain data, no imports) rather than importing the project.
+# No separate quality task: each job gates its own output (write, audit with Great Expectations, then publish;
+# docs/QUALITY.md), so a failed critical expectation fails that task with nothing published and the downstream
+# tasks do not run. wait_for_raw holds the chain until the day's raw partitions have their _SUCCESS markers;
+# denoise still checks them itself (a run started by hand without the sensor).
+_STEPS_FILE = runpy.run_path(str(Path(REPO) / "jobs" / "steps.py"))
+STEPS: list[tuple[str, str]] = [(step, _STEPS_FILE["job_file"](step)) for step in _STEPS_FILE["STEPS"]]
 
 # The raw sources, one folder each under raw_root (schemas/raw.py's RAW_SOURCES; tests/test_airflow_dag.py
 # checks the two agree, since this file cannot import the project).

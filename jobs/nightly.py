@@ -28,6 +28,7 @@ from dynamix_spark.quality import QualityGateError
 from dynamix_spark.raw_io import RawInputError, check_day_ready
 from dynamix_spark.session import build_spark
 from jobs import build_ebf, denoise, maintenance, user_window_stats
+from jobs.steps import STEPS
 
 JOB = "nightly"
 
@@ -57,13 +58,14 @@ def run(spark, cfg: Config, days: list[str]) -> dict:
     step = "check_inputs"
     try:
         check_inputs(spark, cfg, days)
-        report: dict = {"denoise": {}, "user_window_stats": {}, "build_ebf": {}}
-        for step, job in (("denoise", _denoise), ("user_window_stats", user_window_stats.run),
-                          ("build_ebf", build_ebf.run)):
+        report: dict = {}
+        for step in STEPS:
+            if step == "maintenance":  # once for the whole range
+                report[step] = maintenance.run(spark, cfg, days)
+                continue
+            report[step] = {}
             for ds in days:
-                report[step][ds] = job(spark, cfg, ds)
-        step = "maintenance"
-        report["maintenance"] = maintenance.run(spark, cfg, days)
+                report[step][ds] = DAILY_STEPS[step](spark, cfg, ds)
         return report
     except Exception as e:
         record_failure(spark, cfg, days, step, e)
@@ -74,6 +76,11 @@ def _denoise(spark, cfg: Config, ds: str) -> dict:
     outcomes = denoise.run(spark, cfg, ds)
     return {src: {"rows_in": o.rows_in, "clean": o.clean, "quarantined": o.quarantined,
                   "drops": o.by_kind("drop")} for src, o in outcomes.items()}
+
+
+# The job of each step that runs per day (jobs/steps.py: every step but maintenance).
+DAILY_STEPS = {"denoise": _denoise, "user_window_stats": user_window_stats.run, "build_ebf": build_ebf.run}
+assert [*DAILY_STEPS, "maintenance"] == list(STEPS), "jobs/steps.py and the nightly's jobs disagree"
 
 
 def main(argv: list[str] | None = None) -> int:
