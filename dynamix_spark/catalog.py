@@ -23,22 +23,8 @@ import re
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
-from pyspark.sql.types import StructType
-
-from schemas import CLEAN_TABLES, QUARANTINE, RUN_METRICS, USER_SEGMENTS, USER_WINDOW_STATS
-from schemas.ebf import EBF_EXAMPLES
 
 log = logging.getLogger(__name__)
-
-# The tables the pipeline itself writes (other jobs may add more; registration takes whatever is there).
-PIPELINE_TABLES: dict[str, StructType] = {
-    **CLEAN_TABLES,
-    "quarantine": QUARANTINE,
-    "user_window_stats": USER_WINDOW_STATS,
-    "user_segments": USER_SEGMENTS,
-    "ebf_examples": EBF_EXAMPLES,
-    "run_metrics": RUN_METRICS,
-}
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

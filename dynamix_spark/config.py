@@ -390,7 +390,7 @@ def _check_ranges(c: Config) -> None:
     need(len(mt.zorder_by) > 0 and "ds" not in mt.zorder_by, "maintenance.zorder_by",
          "must name at least one column, and not the partition column ds")
     try:
-        from dynamix_spark.catalog import PIPELINE_TABLES
+        from schemas.tables import PIPELINE_TABLES
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] != "pyspark":
             raise

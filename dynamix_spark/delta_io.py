@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from schemas.names import RUN_METRICS_TABLE
 from schemas.tables import RUN_METRICS
 
 
@@ -125,4 +126,4 @@ def append_run_metrics(spark: SparkSession, lake_root: str, metrics: list[RunMet
     """Append to ``run_metrics`` (history, never overwritten: a re-run adds rows with a new run_id)."""
     # Rows are built in UTC; the session time zone is UTC, so naive datetimes are read as UTC.
     df = spark.createDataFrame([m.row() for m in metrics], RUN_METRICS)
-    append_with_retry(df, table_path(lake_root, "run_metrics"))
+    append_with_retry(df, table_path(lake_root, RUN_METRICS_TABLE))

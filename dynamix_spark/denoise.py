@@ -17,12 +17,20 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dynamix_spark.config import DenoiseConfig
+from schemas.names import (
+    DUPLICATE,
+    DUPLICATE_CONFLICT,
+    DWELL_ABOVE_MAX,
+    DWELL_BELOW_MIN,
+    INVALID_DWELL,
+    NULL_KEY,
+    TS_OUTSIDE_PARTITION,
+    column_reason,
+)
 from schemas.raw import KEY_COLUMNS, RAW_SCHEMAS, REQUIRED_DWELL_SOURCES
 
+# A row's status: CLEAN, "q:<reason>" (schemas.names.QUARANTINE_REASONS) or "drop:<reason>" (DROP_REASONS).
 CLEAN = "clean"
-QUARANTINE_REASONS = ("unparsable:<column>", "null_key:<column>", "invalid_dwell", "ts_outside_partition",
-                      "duplicate_conflict")
-DROP_REASONS = ("duplicate", "dwell_below_min", "dwell_above_max")
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,14 @@ def _row_reason(source: str, ds: str, tolerance_s: int) -> Column:
     """First contract violation of a typed row, or null (order: parse, keys, dwell, timestamp)."""
     reason = F.col("_reason")
     for k in KEY_COLUMNS:
-        reason = F.coalesce(reason, F.when(F.col(k).isNull(), F.lit(f"null_key:{k}")))
+        reason = F.coalesce(reason, F.when(F.col(k).isNull(), F.lit(column_reason(NULL_KEY, k))))
     if source in REQUIRED_DWELL_SOURCES:
         bad_dwell = F.col("dwell_ms").isNull() | (F.col("dwell_ms") < 0)
-        reason = F.coalesce(reason, F.when(bad_dwell, F.lit("invalid_dwell")))
+        reason = F.coalesce(reason, F.when(bad_dwell, F.lit(INVALID_DWELL)))
     day_start = F.unix_seconds(F.to_timestamp(F.lit(ds)))
     ts = F.unix_seconds("event_ts")
     outside = (ts < day_start - tolerance_s) | (ts >= day_start + 86_400 + tolerance_s)
-    return F.coalesce(reason, F.when(outside, F.lit("ts_outside_partition")))
+    return F.coalesce(reason, F.when(outside, F.lit(TS_OUTSIDE_PARTITION)))
 
 
 def _content_hash(source: str) -> Column:
@@ -76,8 +84,8 @@ def dedupe_status(valid: DataFrame, source: str) -> DataFrame:
     df = valid.withColumn("_hash", _content_hash(source))
     df = df.withColumn("_rn", F.row_number().over(w)).withColumn("_first_hash", F.first("_hash").over(w))
     status = (F.when(F.col("_rn") == 1, F.lit(CLEAN))
-              .when(F.col("_hash") == F.col("_first_hash"), F.lit("drop:duplicate"))
-              .otherwise(F.lit("q:duplicate_conflict")))
+              .when(F.col("_hash") == F.col("_first_hash"), F.lit(f"drop:{DUPLICATE}"))
+              .otherwise(F.lit(f"q:{DUPLICATE_CONFLICT}")))
     return df.withColumn("_status", status).drop("_rn", "_first_hash", "_hash")
 
 
@@ -122,8 +130,8 @@ def classify(raw: DataFrame, source: str, ds: str, cfg: DenoiseConfig) -> DataFr
         kept = valid.where(F.col("_status") == CLEAN)
         rest = valid.where(F.col("_status") != CLEAN)
         kept = with_upper_bound(kept, cfg)
-        status = (F.when(F.col("dwell_ms") < cfg.min_dwell_ms, F.lit("drop:dwell_below_min"))
-                  .when(F.col("dwell_ms") > F.col("_max_dwell"), F.lit("drop:dwell_above_max"))
+        status = (F.when(F.col("dwell_ms") < cfg.min_dwell_ms, F.lit(f"drop:{DWELL_BELOW_MIN}"))
+                  .when(F.col("dwell_ms") > F.col("_max_dwell"), F.lit(f"drop:{DWELL_ABOVE_MAX}"))
                   .otherwise(F.lit(CLEAN)))
         kept = kept.withColumn("_status", status).drop("_max_dwell")
         valid = kept.unionByName(rest)

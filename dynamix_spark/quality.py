@@ -56,16 +56,16 @@ from schemas.dates import previous_day
 from schemas.expectations import (
     DRIFT_STATS,
     QUALITY_RESULTS,
-    RAW_TABLES,
     SUITE_SCHEMAS,
     Expect,
     nested_columns,
     suite,
 )
+from schemas.names import QUALITY_RESULTS_TABLE, USER_WINDOW_STATS_TABLE, table_source
+from schemas.tables import RAW_TABLES
 
 log = logging.getLogger(__name__)
 
-QUALITY_RESULTS_TABLE = "quality_results"
 # Counts only: GX bundles them into one aggregate per column, where a list of unexpected values costs a
 # Spark job per expectation. The few expectations that fail are run again for EXAMPLES unexpected values.
 COUNTS_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
@@ -406,7 +406,7 @@ def load_previous_partition(spark: SparkSession, table: str, ds: str, cfg: Confi
         from dynamix_spark.raw_io import RawInputError, list_parquet_files, partition_path
 
         try:
-            files = list_parquet_files(spark, partition_path(cfg.paths.raw_root, table[len("raw_"):], prev))
+            files = list_parquet_files(spark, partition_path(cfg.paths.raw_root, table_source(table), prev))
         except RawInputError:
             return None
         return spark.read.parquet(*files) if files else None
@@ -468,7 +468,7 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
               f"{got} (expected {want})", {"expected": want, "observed": got})
 
     extra = {}
-    if table == "user_window_stats":
+    if table == USER_WINDOW_STATS_TABLE:
         extra = {"active_share_with_corr": "avg(CASE WHEN segment >= 1 THEN 1.0 ELSE 0.0 END) FILTER (WHERE corr IS NOT NULL)",
                  "windows_with_corr": "count(corr)"}
     try:
@@ -489,7 +489,7 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
               f"raw={raw} vs clean={clean} + quarantined={quarantined} + drops={sum(drops.values())} (diff {diff})",
               {"raw": raw, "clean": clean, "quarantined": quarantined, "drops": drops, "diff": diff})
 
-    if table == "user_window_stats":
+    if table == USER_WINDOW_STATS_TABLE:
         target, tol = cfg.segmentation.target_active_fraction, q.active_share_tolerance
         share = today["active_share_with_corr"]
         severity = "critical" if cfg.segmentation.epsilon_mode == "target_active_fraction" else "warning"

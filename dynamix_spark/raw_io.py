@@ -34,6 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructType, TimestampType
 
+from schemas.names import UNPARSABLE, column_reason
 from schemas.raw import RAW_SCHEMAS, RAW_SOURCES
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str,
                 flags.append((fld.name, bad))
         reason = F.lit(None).cast("string")
         for name, bad in reversed(flags):
-            reason = F.when(bad, F.lit(f"unparsable:{name}")).otherwise(reason)
+            reason = F.when(bad, F.lit(column_reason(UNPARSABLE, name))).otherwise(reason)
         original = F.to_json(F.struct(*[F.col(f"`{n}`") for n in by_name if n != "ds"]))
         df = spark.read.schema(schema).parquet(*group)
         try:

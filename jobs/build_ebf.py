@@ -28,7 +28,8 @@ from dynamix_spark.staged_write import StagedWrite
 from schemas.dates import add_days, days_around
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
 from schemas.expectations import allowed_segments
-from schemas.tables import CLEAN_TABLES, clean_table_name
+from schemas.names import EBF_EXAMPLES_TABLE, USER_SEGMENTS_TABLE, clean_table_name, table_source
+from schemas.tables import CLEAN_TABLES
 
 JOB = "build_ebf"
 
@@ -52,14 +53,14 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
     events, missing = {}, []
     for src, table in EBF_SOURCE_TABLES.items():
         cols = ["user_id", "event_id", "event_ts", *[a for a in EBF_SOURCES[src] if a != "event_ts"]]
-        if table[len("clean_"):] not in cfg.paths.required_sources and not is_delta(spark, table_path(lake, table)):
+        if table_source(table) not in cfg.paths.required_sources and not is_delta(spark, table_path(lake, table)):
             # denoise creates no table for an optional source that was never there: no events, length-0 sequences
             missing.append(table)
             clean = spark.createDataFrame([], CLEAN_TABLES[table])
         else:
             clean = _read(spark, lake, table, days_around(ds, e.lookback_days + 1, 1))
         events[src] = clean.where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(*cols)
-    seg_all = _read(spark, lake, "user_segments", days_around(ds, e.lookback_days, 0))
+    seg_all = _read(spark, lake, USER_SEGMENTS_TABLE, days_around(ds, e.lookback_days, 0))
     seg_days = _present_days(seg_all)
     if ds not in seg_days:
         raise RuntimeError(f"user_segments has no partition ds={ds}: run user_window_stats for {ds} first")
@@ -118,7 +119,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
         # the union through as many tasks as the cache has partitions (the union has one set per policy).
         examples.count()
         # Write, audit, publish: one example per clean ad impression and policy, checked before the commit.
-        stage.add("ebf_examples", stage_policies(examples, policies, cfg.ebf, ds), EBF_EXAMPLES, persist=False,
+        stage.add(EBF_EXAMPLES_TABLE, stage_policies(examples, policies, cfg.ebf, ds), EBF_EXAMPLES, persist=False,
                   gate_partitions=_partitions(spark), expected_rows=n_queries * len(policies),
                   partition_by=("ds", "policy", "segment"),
                   extra_predicate="policy IN ({})".format(", ".join(f"'{p}'" for p in policies)))
@@ -129,7 +130,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
                     "max_examples_per_user": top_user, "policies": policies}
         stage.record_run([m])
     return {"examples": summary["examples"], "positives": summary["positives"], "segments": seg_counts,
-            "policies": policies, "delta_version": m.delta_versions["ebf_examples"], "max_examples_per_user": top_user}
+            "policies": policies, "delta_version": m.delta_versions[EBF_EXAMPLES_TABLE], "max_examples_per_user": top_user}
 
 
 def main(argv: list[str] | None = None) -> int:

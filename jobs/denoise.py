@@ -28,8 +28,8 @@ from dynamix_spark.quality import Reconciliation, source_present_check
 from dynamix_spark.raw_io import check_day_ready, empty_raw_partition, partition_path, read_raw_partition
 from dynamix_spark.session import build_spark
 from dynamix_spark.staged_write import StagedWrite
-from schemas import CLEAN_TABLES, QUARANTINE, RAW_SOURCES, clean_table_name
-from schemas.expectations import raw_table_name
+from schemas import CLEAN_TABLES, QUARANTINE, RAW_SOURCES
+from schemas.names import QUARANTINE_TABLE, clean_table_name, raw_table_name
 
 JOB = "denoise"
 
@@ -46,7 +46,7 @@ def source_metrics(m: RunMetrics, outcome: Outcome, state: str, versions: dict[s
     """``m`` (one source's run_metrics row) filled with the source's counts, versions and state."""
     m.rows_in, m.rows_out, m.rows_quarantined = outcome.rows_in, outcome.clean, outcome.quarantined
     m.drops, m.quarantined = outcome.by_kind("drop"), outcome.by_kind("q")
-    m.delta_versions = {t: versions[t] for t in (clean_table_name(m.source), "quarantine") if t in versions}
+    m.delta_versions = {t: versions[t] for t in (clean_table_name(m.source), QUARANTINE_TABLE) if t in versions}
     m.params = {**m.params, "source_state": state}
     if state != "present":
         m.params["source_warning"] = (
@@ -78,7 +78,7 @@ def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
             stage.add(clean_table_name(src), clean_rows(classified, src, ds), CLEAN_TABLES[clean_table_name(src)],
                       create=states[src] != "absent", reconciliation=Reconciliation(
                           raw=raw[src], quarantined=quarantined[-1], drops=outcome.by_kind("drop")))
-        stage.add("quarantine", functools.reduce(DataFrame.unionByName, quarantined), QUARANTINE)
+        stage.add(QUARANTINE_TABLE, functools.reduce(DataFrame.unionByName, quarantined), QUARANTINE)
         versions = stage.commit({"job": JOB, "run_id": run_id, **params})  # all or none: a failed check raises
         stage.record_run([source_metrics(m, outcomes[m.source], states[m.source], versions) for m in metrics])
     return outcomes

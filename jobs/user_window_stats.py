@@ -21,8 +21,9 @@ from dynamix_spark.segmentation import choose_epsilon, segment
 from dynamix_spark.window_stats import label_impressions, window_stats
 from dynamix_spark.session import build_spark
 from dynamix_spark.staged_write import StagedWrite
-from schemas import USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
+from schemas import USER_SEGMENTS, USER_WINDOW_STATS
 from schemas.dates import neighbour_days
+from schemas.names import USER_SEGMENTS_TABLE, USER_WINDOW_STATS_TABLE, clean_table_name
 
 JOB = "user_window_stats"
 
@@ -41,7 +42,7 @@ def read_inputs(spark, cfg: Config, ds: str):
 
 def summarise(spark, lake: str, version: int, ds: str) -> dict:
     """The day's figures from the published ``user_window_stats`` at ``version`` (what was committed)."""
-    written = spark.read.format("delta").option("versionAsOf", version).load(table_path(lake, "user_window_stats")) \
+    written = spark.read.format("delta").option("versionAsOf", version).load(table_path(lake, USER_WINDOW_STATS_TABLE)) \
         .where(F.col("ds") == ds)
     return written.agg(F.count("*").alias("windows"), F.sum("n_pos").alias("n_pos"), F.sum("n_neg").alias("n_neg"),
                        F.avg("segment").alias("active_share"), F.count("corr").alias("with_corr"),
@@ -66,10 +67,10 @@ def run(spark, cfg: Config, ds: str) -> dict:
                   "thresholds": list(choice.thresholds), "epsilon_detail": choice.detail}
         # Write, audit, publish: validate exactly what would be written; a failed critical expectation raises
         # QualityGateError before any commit, so the published tables keep their previous version.
-        staged = stage.add("user_window_stats", out, USER_WINDOW_STATS)
-        stage.add("user_segments", staged, USER_SEGMENTS, persist=False)  # a projection of the persisted rows
+        staged = stage.add(USER_WINDOW_STATS_TABLE, out, USER_WINDOW_STATS)
+        stage.add(USER_SEGMENTS_TABLE, staged, USER_SEGMENTS, persist=False)  # a projection of the persisted rows
         m.delta_versions = stage.commit({"job": JOB, "run_id": run_id, **params})
-        summary = summarise(spark, cfg.paths.lake_root, m.delta_versions["user_window_stats"], ds)
+        summary = summarise(spark, cfg.paths.lake_root, m.delta_versions[USER_WINDOW_STATS_TABLE], ds)
         m.rows_in = int((summary["n_pos"] or 0) + (summary["n_neg"] or 0))
         m.rows_out = int(summary["windows"])
         m.epsilon, m.epsilon_mode, m.params = choice.epsilon, choice.mode, params

@@ -26,7 +26,7 @@ Spark; documented here):
 """
 from __future__ import annotations
 
-from schemas.names import AD_EBF_ATTRIBUTES  # no pyspark: the training side imports this module
+from schemas.names import AD_EBF_ATTRIBUTES, clean_table_name  # no pyspark: the training side imports this module
 
 # Per source: the EBF attributes (paper section 3.3). The ad source has the contract's 11 attributes.
 EBF_SOURCES: dict[str, tuple[str, ...]] = {
@@ -36,9 +36,9 @@ EBF_SOURCES: dict[str, tuple[str, ...]] = {
 }
 # Clean table each source is read from.
 EBF_SOURCE_TABLES: dict[str, str] = {
-    "ad": "clean_ad_impressions",
-    "organic": "clean_organic_impressions",
-    "page": "clean_page_impressions",
+    "ad": clean_table_name("ad_impressions"),
+    "organic": clean_table_name("organic_impressions"),
+    "page": clean_table_name("page_impressions"),
 }
 # Target-ad features: the ad's attributes known when it is shown, plus the hour of day.
 TARGET_ATTRIBUTES: tuple[str, ...] = (

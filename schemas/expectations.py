@@ -28,8 +28,19 @@ from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, MapType, Stri
 from dynamix_spark.config import Config, Severity
 from schemas.dates import check_ds, day_bounds
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, len_col
+from schemas.names import (
+    COLUMN_REASONS,
+    EBF_EXAMPLES_TABLE,
+    QUARANTINE_REASONS,
+    QUARANTINE_TABLE,
+    USER_SEGMENTS_TABLE,
+    USER_WINDOW_STATS_TABLE,
+    clean_table_name,
+    raw_table_name,
+    table_source,
+)
 from schemas.raw import CONVERSION_TYPES, KEY_COLUMNS, RAW_SCHEMAS, RAW_SOURCES, REQUIRED_DWELL_SOURCES
-from schemas.tables import CLEAN_TABLES, QUARANTINE, USER_SEGMENTS, USER_WINDOW_STATS, clean_table_name
+from schemas.tables import CLEAN_TABLES, GATED_TABLES, QUARANTINE, RAW_TABLES, USER_SEGMENTS, USER_WINDOW_STATS
 
 # One row per expectation checked, per gate call (append-only, partitioned by ds).
 QUALITY_RESULTS = StructType([
@@ -83,20 +94,8 @@ class DriftStat:
     kind: Literal["share", "log_dwell", "row_count"]
 
 
-def raw_table_name(source: str) -> str:
-    return f"raw_{source}"
-
-
-RAW_TABLES: dict[str, StructType] = {raw_table_name(s): schema for s, schema in RAW_SCHEMAS.items()}
 # Every table with a suite, and the schema its columns and types are checked against.
-SUITE_SCHEMAS: dict[str, StructType] = {
-    **RAW_TABLES,
-    **CLEAN_TABLES,
-    "quarantine": QUARANTINE,
-    "user_window_stats": USER_WINDOW_STATS,
-    "user_segments": USER_SEGMENTS,
-    "ebf_examples": EBF_EXAMPLES,
-}
+SUITE_SCHEMAS: dict[str, StructType] = {**RAW_TABLES, **GATED_TABLES}
 
 _ROW_COUNT = DriftStat("row_count", "count(1)", "row_count")
 _ACTIVE_SHARE = DriftStat("active_share", "avg(CASE WHEN segment >= 1 THEN 1.0 ELSE 0.0 END)", "share")
@@ -105,15 +104,15 @@ DRIFT_STATS: dict[str, tuple[DriftStat, ...]] = {
     **{clean_table_name(s): (_ROW_COUNT,) + ((DriftStat("mean_log_dwell", "avg(ln(dwell_ms))", "log_dwell"),)
                                              if s in REQUIRED_DWELL_SOURCES else ())
        for s in RAW_SOURCES},
-    "quarantine": (),
-    "user_window_stats": (
+    QUARANTINE_TABLE: (),
+    USER_WINDOW_STATS_TABLE: (
         _ROW_COUNT,
         DriftStat("mean_log_dwell_neg", "avg(mean_log_dwell_neg)", "log_dwell"),
         DriftStat("mean_log_dwell_pos", "avg(mean_log_dwell_pos)", "log_dwell"),
         _ACTIVE_SHARE,
     ),
-    "user_segments": (_ROW_COUNT, _ACTIVE_SHARE),
-    "ebf_examples": (_ROW_COUNT, DriftStat("positive_rate", "avg(label)", "share")),
+    USER_SEGMENTS_TABLE: (_ROW_COUNT, _ACTIVE_SHARE),
+    EBF_EXAMPLES_TABLE: (_ROW_COUNT, DriftStat("positive_rate", "avg(label)", "share")),
 }
 
 
@@ -192,7 +191,8 @@ def _clean_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
     return out
 
 
-_QUARANTINE_REASON = r"^(unparsable:.+|null_key:.+|invalid_dwell|ts_outside_partition|duplicate_conflict)$"
+# Exactly the reasons denoise writes, a column named after those of COLUMN_REASONS.
+_QUARANTINE_REASON = "^(" + "|".join(f"{r}:.+" if r in COLUMN_REASONS else r for r in QUARANTINE_REASONS) + ")$"
 
 
 def _quarantine_suite(cfg: Config, ds: str) -> list[Expect]:
@@ -260,16 +260,16 @@ def suite(table: str, cfg: Config, ds: str) -> tuple[Expect, ...]:
     """The expectations of ``table`` for the run of ``ds`` under ``cfg``."""
     check_ds(ds)  # a date, nothing else
     if table in RAW_TABLES:
-        exps = _raw_suite(table[len("raw_"):], cfg, ds)
+        exps = _raw_suite(table_source(table), cfg, ds)
     elif table in CLEAN_TABLES:
-        exps = _clean_suite(table[len("clean_"):], cfg, ds)
-    elif table == "quarantine":
+        exps = _clean_suite(table_source(table), cfg, ds)
+    elif table == QUARANTINE_TABLE:
         exps = _quarantine_suite(cfg, ds)
-    elif table == "user_window_stats":
+    elif table == USER_WINDOW_STATS_TABLE:
         exps = _stats_suite(cfg, ds)
-    elif table == "user_segments":
+    elif table == USER_SEGMENTS_TABLE:
         exps = _window_suite(USER_SEGMENTS, cfg, ds)
-    elif table == "ebf_examples":
+    elif table == EBF_EXAMPLES_TABLE:
         exps = _ebf_suite(cfg, ds)
     else:
         raise KeyError(f"no expectation suite for table {table!r} (known: {sorted(SUITE_SCHEMAS)})")

@@ -1,4 +1,6 @@
-"""Schemas of the tables the pipeline writes (all Delta, all partitioned by ``ds`` unless stated)."""
+"""Schemas of the tables the pipeline writes (all Delta, all partitioned by ``ds`` unless stated), and the registry
+of the tables by name (the names are ``schemas.names``'): the jobs, the catalog, the suites and maintenance's
+configuration read it."""
 from pyspark.sql.types import (
     DoubleType,
     IntegerType,
@@ -10,14 +12,22 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from schemas.ebf import EBF_EXAMPLES
+from schemas.names import (
+    EBF_EXAMPLES_TABLE,
+    QUARANTINE_TABLE,
+    RUN_METRICS_TABLE,
+    USER_SEGMENTS_TABLE,
+    USER_WINDOW_STATS_TABLE,
+    clean_table_name,
+    raw_table_name,
+)
 from schemas.raw import RAW_SCHEMAS
 
 DS = StructField("ds", StringType(), False)  # 'YYYY-MM-DD', the UTC date of event_ts
 
-
-def clean_table_name(source: str) -> str:
-    return f"clean_{source}"
-
+# A raw source's day as the quality gates see it: the raw contract (landed Parquet, not a table in the lake).
+RAW_TABLES: dict[str, StructType] = {raw_table_name(s): schema for s, schema in RAW_SCHEMAS.items()}
 
 # Clean tables keep the raw contract's columns (with their types enforced) plus ds.
 CLEAN_TABLES: dict[str, StructType] = {
@@ -26,7 +36,7 @@ CLEAN_TABLES: dict[str, StructType] = {
 
 QUARANTINE = StructType([
     StructField("source", StringType(), False),
-    StructField("reason", StringType(), False),  # reason code, see dynamix_spark.denoise.QUARANTINE_REASONS
+    StructField("reason", StringType(), False),  # reason code, see schemas.names.QUARANTINE_REASONS
     StructField("source_file", StringType(), True),
     StructField("original_row", StringType(), True),  # the row as read, as JSON
     StructField("run_id", StringType(), False),
@@ -93,3 +103,15 @@ USER_SEGMENTS = StructType([
     StructField("epsilon_mode", StringType(), False),
     DS,
 ])
+
+# The tables the jobs publish through a quality gate (one suite each, schemas.expectations), by name.
+GATED_TABLES: dict[str, StructType] = {
+    **CLEAN_TABLES,
+    QUARANTINE_TABLE: QUARANTINE,
+    USER_WINDOW_STATS_TABLE: USER_WINDOW_STATS,
+    USER_SEGMENTS_TABLE: USER_SEGMENTS,
+    EBF_EXAMPLES_TABLE: EBF_EXAMPLES,
+}
+# Every table the pipeline itself writes under paths.lake_root (other jobs may add more; catalog registration
+# takes whatever is there). maintenance.zorder_tables must name tables of it.
+PIPELINE_TABLES: dict[str, StructType] = {**GATED_TABLES, RUN_METRICS_TABLE: RUN_METRICS}
