@@ -16,6 +16,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from schemas.names import Severity
+
 
 class ConfigError(ValueError):
     """A configuration key is unknown, missing, mistyped or out of range."""
@@ -214,9 +216,6 @@ class TrainConfig:
     logreg_l2: float = 1e-4
     logreg_max_rows: int = 2_000_000
     out_dir: str = "data/runs"
-
-
-Severity = Literal["critical", "warning"]
 
 
 @dataclass(frozen=True)

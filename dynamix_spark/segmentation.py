@@ -33,6 +33,13 @@ class EpsilonChoice:
     detail: dict
 
 
+def allowed_segments(cfg: SegmentationConfig) -> tuple[int, ...]:
+    """Segment values eq. 9 can give: 0/1, or 0..k with k thresholds in ``multi_level`` mode."""
+    if cfg.epsilon_mode == "multi_level":
+        return tuple(range(len(cfg.thresholds) + 1))
+    return (0, 1)
+
+
 def binary_entropy(p: float) -> float:
     if p <= 0.0 or p >= 1.0:
         return 0.0

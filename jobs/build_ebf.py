@@ -23,11 +23,11 @@ from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
 from dynamix_spark.delta_io import RunMetrics, conform, is_delta, new_run_id, table_path
 from dynamix_spark.ebf import apply_policy, build_examples
+from dynamix_spark.segmentation import allowed_segments
 from dynamix_spark.session import build_spark
 from dynamix_spark.staged_write import StagedWrite
 from schemas.dates import add_days, days_around
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCE_TABLES, EBF_SOURCES
-from schemas.expectations import allowed_segments
 from schemas.names import EBF_EXAMPLES_TABLE, USER_SEGMENTS_TABLE, clean_table_name, table_source
 from schemas.tables import CLEAN_TABLES
 
@@ -124,7 +124,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
                   partition_by=("ds", "policy", "segment"),
                   extra_predicate="policy IN ({})".format(", ".join(f"'{p}'" for p in policies)))
         m.delta_versions = stage.commit({"job": JOB, "run_id": run_id, **params})
-        summary, seg_counts, top_user = summarise(examples, allowed_segments(cfg))
+        summary, seg_counts, top_user = summarise(examples, allowed_segments(cfg.segmentation))
         m.rows_in, m.rows_out = n_queries, int(summary["examples"]) * len(policies)
         m.params = {**params, "segments": seg_counts, "positives": summary["positives"],
                     "max_examples_per_user": top_user, "policies": policies}

@@ -3,7 +3,9 @@
 A suite is plain data (:class:`Expect`), so importing it costs nothing and does not import Great
 Expectations; ``dynamix_spark.quality`` turns each :class:`Expect` into the GX 1.x expectation class named
 by ``gx_type`` and runs it on the staged Spark DataFrame. Values that depend on the run (the dwell bounds,
-the allowed segments, the day) come from the config and ``ds`` when the suite is built.
+the allowed segments, the day) come from :class:`SuiteSettings`, which the caller takes from the config
+(``dynamix_spark.quality.suite_settings``), and ``ds`` when the suite is built: the suites import nothing
+above ``schemas/``.
 
 Every expectation has a stable ``name`` (what ``quality_results.expectation`` holds and a
 ``QualityGateError`` names) and a severity: ``critical`` blocks publishing, ``warning`` is recorded only.
@@ -25,7 +27,6 @@ from typing import Any, Literal, Mapping
 from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, MapType, StringType, StructField, StructType,
                                TimestampType)
 
-from dynamix_spark.config import Config, Severity
 from schemas.dates import check_ds, day_bounds
 from schemas.ebf import EBF_EXAMPLES, EBF_SOURCES, len_col
 from schemas.names import (
@@ -35,6 +36,7 @@ from schemas.names import (
     QUARANTINE_TABLE,
     USER_SEGMENTS_TABLE,
     USER_WINDOW_STATS_TABLE,
+    Severity,
     clean_table_name,
     raw_table_name,
     table_source,
@@ -82,6 +84,20 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class SuiteSettings:
+    """The run's settings the suites depend on (from the config: ``dynamix_spark.quality.suite_settings``)."""
+    required_sources: tuple[str, ...]  # paths.required_sources: a day without rows blocks for these only
+    raw_max_invalid_share: float  # quality.raw_max_invalid_share
+    ts_tolerance_s: int  # denoise.ts_tolerance_s
+    min_dwell_ms: int  # denoise.min_dwell_ms
+    max_dwell_ms: int | None  # denoise.max_dwell_ms where the upper bound is that constant, else None
+    segments: tuple[int, ...]  # the segment values eq. 9 can give
+    min_count: int  # stats.min_count
+    build_policies: tuple[str, ...]  # ebf.build_policies
+    seq_len: Mapping[str, int]  # ebf.seq_len, per EBF source
+
+
+@dataclass(frozen=True)
 class DriftStat:
     """A key statistic compared with the previous day's partition.
 
@@ -116,13 +132,6 @@ DRIFT_STATS: dict[str, tuple[DriftStat, ...]] = {
 }
 
 
-def allowed_segments(cfg: Config) -> tuple[int, ...]:
-    """Segment values eq. 9 can give: 0/1, or 0..k with k thresholds in ``multi_level`` mode."""
-    if cfg.segmentation.epsilon_mode == "multi_level":
-        return tuple(range(len(cfg.segmentation.thresholds) + 1))
-    return (0, 1)
-
-
 def nested_columns(schema: StructType) -> tuple[StructField, ...]:
     return tuple(f for f in schema.fields if isinstance(f.dataType, (ArrayType, MapType, StructType)))
 
@@ -149,42 +158,39 @@ def _fresh(ds: str) -> Expect:
     return Expect("freshness", "ExpectColumnValuesToBeInSet", {"column": "ds", "value_set": [ds]})
 
 
-def empty_severity(source: str, cfg: Config) -> Severity:
+def empty_severity(source: str, required_sources: tuple[str, ...]) -> Severity:
     """A day without rows of ``source`` blocks when the source is required (``paths.required_sources``); for an
     optional source (absent or empty: a deployment without organic or page logs) it is a warning."""
-    return "critical" if source in cfg.paths.required_sources else "warning"
+    return "critical" if source in required_sources else "warning"
 
 
-def _raw_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
-    q = cfg.quality
-    lo, hi = day_bounds(ds, cfg.denoise.ts_tolerance_s)
+def _raw_suite(source: str, s: SuiteSettings, ds: str) -> list[Expect]:
+    lo, hi = day_bounds(ds, s.ts_tolerance_s)
     # Raw data is noisy by design (denoise quarantines the bad rows): only the contract's columns and types
     # block; a high share of bad keys or off-day timestamps is a warning about the producer.
-    out = _columns(RAW_SCHEMAS[source], exact=False, empty=empty_severity(source, cfg))
-    out += _not_null(*KEY_COLUMNS, severity="warning", mostly=1.0 - q.raw_max_invalid_share)
+    out = _columns(RAW_SCHEMAS[source], exact=False, empty=empty_severity(source, s.required_sources))
+    out += _not_null(*KEY_COLUMNS, severity="warning", mostly=1.0 - s.raw_max_invalid_share)
     out.append(Expect("event_ts_on_day", "ExpectColumnValuesToBeBetween",
                       {"column": "event_ts", "min_value": lo, "max_value": hi, "strict_max": True,
-                       "mostly": 1.0 - q.raw_max_invalid_share}, "warning"))
+                       "mostly": 1.0 - s.raw_max_invalid_share}, "warning"))
     return out
 
 
-def _clean_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
-    d = cfg.denoise
-    lo, hi = day_bounds(ds, d.ts_tolerance_s)
+def _clean_suite(source: str, s: SuiteSettings, ds: str) -> list[Expect]:
+    lo, hi = day_bounds(ds, s.ts_tolerance_s)
     table = clean_table_name(source)
-    out = _columns(CLEAN_TABLES[table], exact=True, empty=empty_severity(source, cfg))
+    out = _columns(CLEAN_TABLES[table], exact=True, empty=empty_severity(source, s.required_sources))
     out += _not_null(*KEY_COLUMNS)
     out.append(Expect("unique:event_id", "ExpectColumnValuesToBeUnique", {"column": "event_id"}))
     out.append(_fresh(ds))
     out.append(Expect("event_ts_on_day", "ExpectColumnValuesToBeBetween",
                       {"column": "event_ts", "min_value": lo, "max_value": hi, "strict_max": True}))
     if source in REQUIRED_DWELL_SOURCES:
-        # The upper bound is only a constant in the fixed mode; the other modes' bounds vary by surface or
-        # user (and may exceed max_dwell_ms), so only the lower bound is checked there.
-        upper = {"max_value": d.max_dwell_ms} if d.upper_mode == "fixed" else {}
+        # Without a constant upper bound (it varies by surface or user), only the lower bound is checked.
+        upper = {"max_value": s.max_dwell_ms} if s.max_dwell_ms is not None else {}
         out += _not_null("dwell_ms")
         out.append(Expect("dwell_in_bounds", "ExpectColumnValuesToBeBetween",
-                          {"column": "dwell_ms", "min_value": d.min_dwell_ms, **upper}))
+                          {"column": "dwell_ms", "min_value": s.min_dwell_ms, **upper}))
     if source == "conversions":
         out.append(Expect("conversion_type_known", "ExpectColumnValuesToBeInSet",
                           {"column": "conversion_type", "value_set": list(CONVERSION_TYPES)}, "warning"))
@@ -195,7 +201,7 @@ def _clean_suite(source: str, cfg: Config, ds: str) -> list[Expect]:
 _QUARANTINE_REASON = "^(" + "|".join(f"{r}:.+" if r in COLUMN_REASONS else r for r in QUARANTINE_REASONS) + ")$"
 
 
-def _quarantine_suite(cfg: Config, ds: str) -> list[Expect]:
+def _quarantine_suite(ds: str) -> list[Expect]:
     out = _columns(QUARANTINE, exact=True)
     # A day without quarantined rows is a good day, not an empty table to block.
     out = [e for e in out if e.name != "row_count_positive"]
@@ -206,7 +212,7 @@ def _quarantine_suite(cfg: Config, ds: str) -> list[Expect]:
     return out
 
 
-def _window_suite(schema: StructType, cfg: Config, ds: str) -> list[Expect]:
+def _window_suite(schema: StructType, s: SuiteSettings, ds: str) -> list[Expect]:
     out = _columns(schema, exact=True)
     out += _not_null("user_id", "window_start", "window_end", "segment", "epsilon")
     out.append(Expect("unique:user_id,window_start", "ExpectCompoundColumnsToBeUnique",
@@ -214,15 +220,15 @@ def _window_suite(schema: StructType, cfg: Config, ds: str) -> list[Expect]:
     out.append(Expect("window_end_after_start", "ExpectColumnPairValuesAToBeGreaterThanB",
                       {"column_A": "window_end", "column_B": "window_start"}))
     out.append(Expect("segment_allowed", "ExpectColumnValuesToBeInSet",
-                      {"column": "segment", "value_set": list(allowed_segments(cfg))}))
+                      {"column": "segment", "value_set": list(s.segments)}))
     out.append(Expect("epsilon_non_negative", "ExpectColumnValuesToBeBetween", {"column": "epsilon", "min_value": 0.0}))
     out.append(_fresh(ds))
     return out
 
 
-def _stats_suite(cfg: Config, ds: str) -> list[Expect]:
-    out = _window_suite(USER_WINDOW_STATS, cfg, ds)
-    n = cfg.stats.min_count
+def _stats_suite(s: SuiteSettings, ds: str) -> list[Expect]:
+    out = _window_suite(USER_WINDOW_STATS, s, ds)
+    n = s.min_count
     enough = (("n_pos", ">=", n), ("n_neg", ">=", n))
     out += _not_null("n_pos", "n_neg")
     out += [
@@ -236,15 +242,15 @@ def _stats_suite(cfg: Config, ds: str) -> list[Expect]:
     return out
 
 
-def _ebf_suite(cfg: Config, ds: str) -> list[Expect]:
+def _ebf_suite(s: SuiteSettings, ds: str) -> list[Expect]:
     out = _columns(EBF_EXAMPLES, exact=True)
     out += _not_null("user_id", "event_ts_us", "label", "policy", "segment")
     out += [
         Expect("label_binary", "ExpectColumnValuesToBeInSet", {"column": "label", "value_set": [0, 1]}),
         Expect("segment_allowed", "ExpectColumnValuesToBeInSet",
-               {"column": "segment", "value_set": list(allowed_segments(cfg))}),
+               {"column": "segment", "value_set": list(s.segments)}),
         Expect("policy_built", "ExpectColumnValuesToBeInSet",
-               {"column": "policy", "value_set": list(cfg.ebf.build_policies)}),
+               {"column": "policy", "value_set": list(s.build_policies)}),
         # No leakage: the segment an example uses comes from a window that ended by the impression.
         Expect("segment_window_before_impression", "ExpectColumnPairValuesAToBeGreaterThanB",
                {"column_A": "event_ts_us", "column_B": "segment_window_end_us", "or_equal": True,
@@ -252,25 +258,25 @@ def _ebf_suite(cfg: Config, ds: str) -> list[Expect]:
         _fresh(ds),
     ]
     out += [Expect(f"len_in_range:{src}", "ExpectColumnValuesToBeBetween",
-                   {"column": len_col(src), "min_value": 0, "max_value": cfg.ebf.seq_len[src]}) for src in EBF_SOURCES]
+                   {"column": len_col(src), "min_value": 0, "max_value": s.seq_len[src]}) for src in EBF_SOURCES]
     return out
 
 
-def suite(table: str, cfg: Config, ds: str) -> tuple[Expect, ...]:
-    """The expectations of ``table`` for the run of ``ds`` under ``cfg``."""
+def suite(table: str, settings: SuiteSettings, ds: str) -> tuple[Expect, ...]:
+    """The expectations of ``table`` for the run of ``ds`` under ``settings``."""
     check_ds(ds)  # a date, nothing else
     if table in RAW_TABLES:
-        exps = _raw_suite(table_source(table), cfg, ds)
+        exps = _raw_suite(table_source(table), settings, ds)
     elif table in CLEAN_TABLES:
-        exps = _clean_suite(table_source(table), cfg, ds)
+        exps = _clean_suite(table_source(table), settings, ds)
     elif table == QUARANTINE_TABLE:
-        exps = _quarantine_suite(cfg, ds)
+        exps = _quarantine_suite(ds)
     elif table == USER_WINDOW_STATS_TABLE:
-        exps = _stats_suite(cfg, ds)
+        exps = _stats_suite(settings, ds)
     elif table == USER_SEGMENTS_TABLE:
-        exps = _window_suite(USER_SEGMENTS, cfg, ds)
+        exps = _window_suite(USER_SEGMENTS, settings, ds)
     elif table == EBF_EXAMPLES_TABLE:
-        exps = _ebf_suite(cfg, ds)
+        exps = _ebf_suite(settings, ds)
     else:
         raise KeyError(f"no expectation suite for table {table!r} (known: {sorted(SUITE_SCHEMAS)})")
     names = [e.name for e in exps]

@@ -6,6 +6,8 @@ The one spelling of the tables' names and of the reason codes denoise writes: jo
 and maintenance read them here."""
 from __future__ import annotations
 
+from typing import Literal
+
 # The raw sources, one folder each under ``paths.raw_root`` (``schemas.raw.RAW_SCHEMAS`` declares their columns
 # and asserts the same names in the same order).
 RAW_SOURCE_NAMES: tuple[str, ...] = ("ad_impressions", "conversions", "organic_impressions", "page_impressions")
@@ -20,6 +22,10 @@ AD_EBF_ATTRIBUTES: tuple[str, ...] = (
     "event_ts", "ad_id", "campaign_id", "advertiser_id", "category_id", "semantic_ids", "surface",
     "media_type", "position", "device_type", "dwell_ms",
 )
+
+# A quality check's severity (``quality_results.severity``): a failed ``critical`` check blocks publishing, a
+# failed ``warning`` is recorded only.
+Severity = Literal["critical", "warning"]
 
 # Tables the pipeline writes under ``paths.lake_root`` (``schemas.tables.PIPELINE_TABLES`` has their schemas), and
 # the quality gates' results table beside them.

@@ -218,10 +218,11 @@ def test_required_sources_default_and_validation():
 
 
 def test_an_empty_table_blocks_only_for_a_required_source():
+    from dynamix_spark.quality import suite_settings
     from schemas.expectations import suite
 
     def severity(cfg, table):
-        return next(e.severity for e in suite(table, cfg, A) if e.name == "row_count_positive")
+        return next(e.severity for e in suite(table, suite_settings(cfg), A) if e.name == "row_count_positive")
 
     cfg = load_config(LOCAL)
     want = {"raw_ad_impressions": "critical", "clean_ad_impressions": "critical", "raw_conversions": "critical",

@@ -25,6 +25,7 @@ from dynamix_spark.quality import (
     _to_gx,
     gate,
     publish_or_fail,
+    suite_settings,
 )
 from schemas.ebf import EBF_EXAMPLES
 from schemas.expectations import SUITE_SCHEMAS, suite
@@ -259,11 +260,11 @@ def test_every_suite_builds_valid_gx_expectations(cfg):
     g = _gx()
     for c in (cfg, multi):
         for table in SUITE_SCHEMAS:
-            exps = suite(table, c, DS)
+            exps = suite(table, suite_settings(c), DS)
             assert exps, table
             for e in exps:
                 _to_gx(g, e)
-    assert next(e for e in suite("user_segments", multi, DS) if e.name == "segment_allowed").kwargs["value_set"] == [0, 1, 2]
+    assert next(e for e in suite("user_segments", suite_settings(multi), DS) if e.name == "segment_allowed").kwargs["value_set"] == [0, 1, 2]
 
 
 # ---- recording and write-audit-publish ------------------------------------------------------------------
