@@ -239,17 +239,13 @@ def _importance_section(res: dict) -> list[str]:
          "|---|---|---|---|" + "---|" * len(seeds)]
     for a in im["ranking"]:
         seg = im["mean_delta_ne_per_segment"][a]
-        L.append(f"| {a} | {im['mean_delta_ne'][a]:+.5f} | {_sgn(seg.get('0'))} | {_sgn(seg.get('1'))} | "
+        L.append(f"| {a} | {im['mean_delta_ne'][a]:+.5f} | {fmt(seg.get('0'), '{:+.5f}')} | {fmt(seg.get('1'), '{:+.5f}')} | "
                  + " | ".join(f"{im['per_seed'][s]['delta_ne'][a]:+.5f}" for s in seeds) + " |")
     L += ["", f"Lowest {len(im['lowest'])}: {', '.join(im['lowest'])}; configured `ebf.low_importance_attributes`: "
           f"{', '.join(im['configured_low'])}: "
           + ("**the same set**." if im["configured_are_lowest"] else "**not the same set**.")
           + f" To use the ranking: `{im['set_command']}`.", ""]
     return L
-
-
-def _sgn(x) -> str:
-    return "n/a" if x is None else f"{x:+.5f}"
 
 
 def _epsilon_section(res: dict) -> list[str]:

@@ -102,18 +102,21 @@ class Run:
     overrides: tuple[str, ...]  # KEY=VALUE on top of the experiment's base overrides
 
 
-def plan_runs(seeds: Sequence[int], ablation: str = "variants") -> tuple[dict, dict, dict]:
+def plan_runs(seeds: Sequence[int], ablation: str = "variants", model_seeds: Sequence[int] | None = None
+              ) -> tuple[dict, dict, dict]:
     """(arm runs {arm: [(seed, Run)]}, model runs {variant: [(seed, Run)]} on the baseline policy, ablation
     rows {group: [(value, Run)]}); run names may repeat (identical configurations are merged by the caller).
 
     ``ablation``: ``none``; ``variants`` (default): the four DynInt variants on the baseline policy with every
-    seed; ``full``: also PIN depth 1..4 and the orthogonal regularization rate on DWP with the first seed."""
+    seed; ``full``: also PIN depth 1..4 and the orthogonal regularization rate on DWP with the first seed.
+    ``model_seeds``: the seeds of the variants' runs (default: ``seeds``)."""
+    model_seeds = seeds if model_seeds is None else model_seeds
     arms = {a: [(s, Run(f"{a}-s{s}", (f"train.policy={a}", f"train.seed={s}"))) for s in seeds] for a in ARMS}
     models: dict[str, list] = {}
     abl: dict[str, list] = {}
     if ablation in ("variants", "full"):
         models = {v: [(s, Run(f"model-{v}-s{s}", ("train.policy=baseline", f"train.seed={s}", f"model.variant={v}")))
-                      for s in seeds] for v in VARIANTS}
+                      for s in model_seeds] for v in VARIANTS}
     if ablation == "full":
         base = ("train.policy=baseline", f"train.seed={seeds[0]}")
         abl["depth"] = [(n, Run(f"abl-depth-{n}", (*base, "model.variant=dwp", f"model.num_layers={n}")))
@@ -327,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     table = str((Path(cfg.paths.lake_root) / "ebf_examples").resolve())
     version = latest_version(table)
     seeds = list(range(1, args.seeds + 1))
-    arms, models, abl = plan_runs(seeds if args.model_seeds == "all" else seeds[:1], ablation=ablation)
-    arms, _, _ = plan_runs(seeds, ablation="none")
+    arms, models, abl = plan_runs(seeds, ablation, model_seeds=seeds if args.model_seeds == "all" else seeds[:1])
     if models:  # the variant rows of the ablation table: seed 1 of each variant, as before
         abl = {"variant": [(v, rs[0][1]) for v, rs in models.items()], **abl}
     runs = ([r for rs in arms.values() for _, r in rs] + [r for rs in models.values() for _, r in rs]
