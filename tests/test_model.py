@@ -334,6 +334,45 @@ def test_model_regularization_weights_the_penalty_by_orth_rate():
 
 
 @pytest.mark.parametrize("variant", ["xdeepint", "da", "dgp", "dwp"])
+@pytest.mark.parametrize("columns", [AD_REDUCED, AD_ONLY, ()], ids=["ad_reduced", "ad", "none"])
+def test_inference_skips_absent_fields_with_the_same_logits(variant, columns):
+    """At inference a batch's absent fields are skipped; the logits equal the full computation on X_0 with
+    those fields' zero rows (float64, generators randomised so that every dynamic part matters)."""
+    torch.manual_seed(3)
+    model = DynIntModel(replace(SMALL, variant=variant)).double()
+    for layer in model.pin:
+        for net in ("gate_net", "sigma_net", "pair_net"):
+            if hasattr(layer, net):
+                _randomise_last(getattr(layer, net))
+    model.eval()
+    batch = make_batch(9, columns, seed=4)
+    with torch.no_grad():
+        full = model.forward_embedded(model.embedding(batch))  # every row computed
+        skipped = model(batch)
+    torch.testing.assert_close(skipped, full, rtol=1e-10, atol=1e-10)
+    model.train()
+    with torch.no_grad():  # training computes every row: the same logits
+        torch.testing.assert_close(model(batch), full, rtol=1e-10, atol=1e-10)
+
+
+def test_inference_flops_count_only_the_present_fields_rows_by_hand():
+    """xDeepInt: each PIN layer's W X_0 is 2 S^2 d FLOPs per example, with S = h x (present fields) rows,
+    against R = h x F when every field is present (flop_counter counts matmuls; eq. 2's output and the rest
+    are elementwise)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = DynIntModel(SMALL).eval()  # h = 2, d = 4, 2 layers
+    h, d, layers = 2, 4, 2
+    for columns, n_present in ((ALL_SEQ_COLUMNS, len(FIELD_COLUMNS)), (AD_REDUCED, len(TARGET_COLUMNS) + 7),
+                               ((), len(TARGET_COLUMNS))):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(make_batch(5, columns))
+        s = h * n_present
+        assert counter.get_total_flops() / 5 == layers * 2 * s * s * d, columns
+
+
+@pytest.mark.parametrize("variant", ["xdeepint", "da", "dgp", "dwp"])
 def test_each_variant_fits_a_tiny_signal(variant):
     torch.manual_seed(5)
     model = DynIntModel(replace(SMALL, variant=variant, orth_rate=1e-4))

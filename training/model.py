@@ -5,7 +5,8 @@ Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields, D = `
 
 - :class:`FieldEmbedding`: a :class:`~training.batch.Batch` -> X_0 [B, F, D] (eq. 1). One table per field;
   a sequence field is its attribute's embeddings pooled over the valid positions. A sequence column the
-  batch does not carry is a zero field, never looked up.
+  batch does not carry is a zero field, never looked up, and at inference its rows are skipped by the
+  interaction layers too (exact: :meth:`DynIntModel.forward`), so a removed attribute saves FLOPs.
 - Subspace crossing (xDeepInt): X_0 [B, F, D] is cut into h column blocks of width d that are stacked as
   rows, giving [B, R, d]; an R x R interaction matrix then mixes fields (vector-wise) and sub-spaces of the
   embedding (bit-wise). h = 1 is purely vector-wise.
@@ -21,6 +22,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from dynamix_spark.config import ModelConfig
 from schemas.ebf import ALL_SEQ_COLUMNS, EBF_SOURCES, TARGET_COLUMNS, seq_col
@@ -133,22 +135,46 @@ def _generator(in_dim: int, out_dim: int, reduction: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
 
+def _generate(net: nn.Sequential, x0: Tensor, rows: Tensor | None, outputs: Tensor | None = None) -> Tensor:
+    """``net`` on the gradient-blocked, flattened X_0. With ``rows`` (X_0 holds only those rows of the full
+    [R, d]; the others are zero fields), the first layer keeps only its input columns of those rows, which is
+    exact since the dropped inputs are 0, and the last layer computes only its ``outputs`` (indices)."""
+    flat = x0.detach().flatten(1)
+    if rows is None:
+        return net(flat)
+    first, act, last = net
+    d = x0.shape[-1]
+    cols = (rows[:, None] * d + torch.arange(d, device=rows.device)).flatten()
+    hidden = act(F.linear(flat, first.weight[:, cols].to(flat.dtype), first.bias.to(flat.dtype)))
+    if outputs is None:
+        return last(hidden)
+    return F.linear(hidden, last.weight[outputs].to(hidden.dtype), last.bias[outputs].to(hidden.dtype))
+
+
 class PINLayer(nn.Module):
     """xDeepInt's PIN layer, eq. 3: X_l = X_{l-1} o (W X_0) + X_{l-1}, W static [R, R].
 
     forward(x [B, R, d], x0 [B, R, d]) -> (X_l [B, R, d], orthogonal penalty: scalar tensor or None).
+
+    Every layer's ``forward`` also takes ``rows`` (indices into the R rows, or None for all): x and x0 then
+    hold only those rows, and the layer computes only with its parameters' matching rows and columns. When
+    the other rows of X_0 are zero (fields a batch does not carry), this is exact: a zero row of X_0 stays a
+    zero row of every X_l and adds nothing to the others (:meth:`DynIntModel.forward` at inference).
     """
 
     def __init__(self, rows: int, **_: object) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(rows, rows) / math.sqrt(rows))
 
-    def interaction(self, x0: Tensor) -> Tensor:
-        """W X_0: [B, R, d]."""
-        return torch.matmul(self.weight.to(x0.dtype), x0)
+    def _w(self, rows: Tensor | None) -> Tensor:
+        return self.weight if rows is None else self.weight[rows][:, rows]
 
-    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
-        return x * self.interaction(x0) + x, None
+    def interaction(self, x0: Tensor, rows: Tensor | None = None) -> Tensor:
+        """W X_0: [B, R, d]."""
+        return torch.matmul(self._w(rows).to(x0.dtype), x0)
+
+    def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        return x * self.interaction(x0, rows) + x, None
 
 
 class DynamicActivationPIN(PINLayer):
@@ -164,12 +190,12 @@ class DynamicActivationPIN(PINLayer):
         nn.init.zeros_(self.gate_net[-1].weight)
         nn.init.zeros_(self.gate_net[-1].bias)
 
-    def gate(self, x0: Tensor) -> Tensor:
+    def gate(self, x0: Tensor, rows: Tensor | None = None) -> Tensor:
         """[B, R, d] -> G [B, R]; no gradient flows back into x0."""
-        return 2.0 * torch.sigmoid(self.gate_net(x0.detach().flatten(1)))
+        return 2.0 * torch.sigmoid(_generate(self.gate_net, x0, rows, rows))
 
-    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
-        return x * self.interaction(x0) * self.gate(x0)[..., None] + x, None
+    def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        return x * self.interaction(x0, rows) * self.gate(x0, rows)[..., None] + x, None
 
 
 class DynamicGeneratedPIN(nn.Module):
@@ -189,18 +215,19 @@ class DynamicGeneratedPIN(nn.Module):
         nn.init.zeros_(self.sigma_net[-1].weight)
         nn.init.zeros_(self.sigma_net[-1].bias)
 
-    def sigma(self, x0: Tensor) -> Tensor:
+    def sigma(self, x0: Tensor, rows: Tensor | None = None) -> Tensor:
         """[B, R, d] -> diagonal of Sigma(x) [B, K]; no gradient flows back into x0."""
-        return 1.0 + self.sigma_net(x0.detach().flatten(1))
+        return 1.0 + _generate(self.sigma_net, x0, rows)
 
-    def interaction(self, x0: Tensor) -> Tensor:
+    def interaction(self, x0: Tensor, rows: Tensor | None = None) -> Tensor:
         """U Sigma(x) V^T X_0 [B, R, d] (eq. 8), contracted right to left."""
-        vt_x0 = torch.matmul(self.v.t().to(x0.dtype), x0)  # [B, K, d]
-        return torch.matmul(self.u.to(x0.dtype), self.sigma(x0).to(x0.dtype)[..., None] * vt_x0)
+        u, v = (self.u, self.v) if rows is None else (self.u[rows], self.v[rows])
+        vt_x0 = torch.matmul(v.t().to(x0.dtype), x0)  # [B, K, d]
+        return torch.matmul(u.to(x0.dtype), self.sigma(x0, rows).to(x0.dtype)[..., None] * vt_x0)
 
-    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         penalty = orthogonal_penalty(self.u.t()) + orthogonal_penalty(self.v.t())
-        return x * self.interaction(x0) + x, penalty
+        return x * self.interaction(x0, rows) + x, penalty
 
 
 class DynamicWeightedPIN(PINLayer):
@@ -221,22 +248,27 @@ class DynamicWeightedPIN(PINLayer):
         nn.init.normal_(self.pair_net[-1].weight, std=DWP_GENERATOR_INIT_STD)
         nn.init.zeros_(self.pair_net[-1].bias)
 
-    def pairs(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+    def pairs(self, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """[B, R, d] -> (u, v), each [B, K, R]; no gradient flows back into x0."""
-        b, rows = x0.shape[0], x0.shape[1]
-        out = self.pair_net(x0.detach().flatten(1)).view(b, 2, self.rank, rows) + self.rank ** -0.5
+        b, n = x0.shape[0], x0.shape[1]
+        outputs = None
+        if rows is not None:  # the generator's outputs are laid out [2, K, R_full]: keep column ``rows``
+            full = self.weight.shape[0]
+            outputs = (torch.arange(2 * self.rank, device=rows.device)[:, None] * full + rows[None, :]).flatten()
+        out = _generate(self.pair_net, x0, rows, outputs).view(b, 2, self.rank, n) + self.rank ** -0.5
         return out[:, 0], out[:, 1]
 
-    def interaction_from_pairs(self, x0: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    def interaction_from_pairs(self, x0: Tensor, u: Tensor, v: Tensor, rows: Tensor | None = None) -> Tensor:
         """sum_p diag(u_p) W diag(v_p) X_0: [B, R, d]."""
         scaled = v.to(x0.dtype)[..., None] * x0[:, None]  # [B, K, R, d]: diag(v_p) X_0
-        mixed = torch.matmul(self.weight.to(x0.dtype), scaled)  # [B, K, R, d]: W diag(v_p) X_0
+        mixed = torch.matmul(self._w(rows).to(x0.dtype), scaled)  # [B, K, R, d]: W diag(v_p) X_0
         return (u.to(x0.dtype)[..., None] * mixed).sum(dim=1)
 
-    def forward(self, x: Tensor, x0: Tensor) -> tuple[Tensor, Tensor | None]:
-        u, v = self.pairs(x0)
+    def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        u, v = self.pairs(x0, rows)
+        # With ``rows`` (inference), the penalty is over the computed rows only; it is a training term.
         penalty = (orthogonal_penalty(u) + orthogonal_penalty(v)).mean()
-        return x * self.interaction_from_pairs(x0, u, v) + x, penalty
+        return x * self.interaction_from_pairs(x0, u, v, rows) + x, penalty
 
 
 _LAYERS: dict[str, type[nn.Module]] = {
@@ -280,19 +312,39 @@ class DynIntModel(nn.Module):
         self._penalty: Tensor | None = None
 
     def forward(self, batch: Batch) -> Tensor:
-        """Batch of B examples -> logits [B]."""
-        return self.forward_embedded(self.embedding(batch))
+        """Batch of B examples -> logits [B].
 
-    def forward_embedded(self, x0_fields: Tensor) -> Tensor:
-        """X_0 [B, F, D] -> logits [B] (the model after the embedding layer)."""
-        x0 = split_subspaces(x0_fields, self.cfg.subspaces)  # [B, R, d]
+        At inference (``eval()``) the fields the batch does not carry (a removed attribute, a source the
+        segment is not given) are skipped: the interaction runs on the present fields' rows only, which gives
+        the same logits (their X_0 rows are zero) for fewer FLOPs. Training computes every row, as before
+        (DWP's orthogonal penalty is over all R rows)."""
+        x0_fields = self.embedding(batch)
+        if self.training:
+            return self.forward_embedded(x0_fields)
+        present = [i for i, c in enumerate(FIELD_COLUMNS) if c in batch.targets or c in batch.seqs]
+        if len(present) == len(FIELD_COLUMNS):
+            return self.forward_embedded(x0_fields)
+        return self.forward_embedded(x0_fields, fields=torch.tensor(present, device=x0_fields.device))
+
+    def forward_embedded(self, x0_fields: Tensor, fields: Tensor | None = None) -> Tensor:
+        """X_0 [B, F, D] -> logits [B] (the model after the embedding layer). With ``fields`` (indices), only
+        those fields' rows are computed: exact when the other fields of X_0 are zero."""
+        rows = None
+        if fields is not None:
+            n_fields, h = x0_fields.shape[1], self.cfg.subspaces
+            x0_fields = x0_fields[:, fields]
+            rows = (torch.arange(h, device=fields.device)[:, None] * n_fields + fields[None, :]).flatten()
+        x0 = split_subspaces(x0_fields, self.cfg.subspaces)  # [B, R, d] (row s * F + f; with fields, F = len)
         x, penalty = x0, None
         for layer in self.pin:
-            x, p = layer(x, x0)
+            x, p = layer(x, x0) if rows is None else layer(x, x0, rows)
             if p is not None:
                 penalty = p if penalty is None else penalty + p
         self._penalty = penalty
-        return (torch.matmul(self.out_weight.to(x.dtype), x) + self.out_bias).sum(dim=-1)  # eq. 2
+        w_out = self.out_weight if rows is None else self.out_weight[rows]
+        # Eq. 2 as a weighted sum over rows (not a matmul: torch lowers a vector-matrix product to mv or bmm
+        # depending on strides, and flop_counter counts only the latter; the costs compare like with like).
+        return ((w_out.to(x.dtype)[:, None] * x).sum(dim=1) + self.out_bias).sum(dim=-1)
 
     def orthogonal_penalty(self) -> Tensor:
         """Unweighted eqs. 11-12 penalty of the last forward, summed over layers (0 if none)."""
