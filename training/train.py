@@ -31,14 +31,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import itertools
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -48,10 +46,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
-from training import baseline as lr_baseline  # noqa: E402
-from training.batch import Batch  # noqa: E402
+from training.checkpoint import BEST, load_best, save_best, save_checkpoint  # noqa: E402
 from training.costs import cost_per_example  # noqa: E402
 from training.delta_snapshot import latest_version, live_files  # noqa: E402
+from training.evaluation import (  # noqa: E402
+    autocast,
+    evaluate,
+    evaluate_prefix,
+    headline,
+    logreg_baseline,
+    measure_loader_rate,
+    measure_model_inference_rate,
+)
 from training.loader import EbfLoader  # noqa: E402
 from training.metrics import BinaryMetrics  # noqa: E402
 from training.model import DynIntModel  # noqa: E402
@@ -102,56 +108,6 @@ def split_days(table: str, version: int, policy: str, eval_days: int, train_days
     k = min(eval_days, len(days) - 1)
     train = days[:-k]
     return (train[-train_days:] if train_days else train), days[-k:]
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device,
-             keep_predictions: Path | None = None) -> dict:
-    """Score every batch; NE overall and per segment, AUC, log loss, samples/s of scoring (loader included).
-
-    ``keep_predictions``: also save (label, p, segment) as ``.npz`` (for independent checks and plots).
-    """
-    model.eval()
-    overall, per_seg = BinaryMetrics(), {}
-    n, t0 = 0, time.perf_counter()
-    kept: list[tuple] = []
-    for b in batches:
-        b = b.to(device, non_blocking=True)
-        with _autocast(device):
-            p = torch.sigmoid(model(b).float())
-        y = b.label.float()
-        overall.update(y, p)
-        per_seg.setdefault(b.segment, BinaryMetrics()).update(y, p)
-        n += len(b)
-        if keep_predictions is not None:
-            kept.append((y.cpu().numpy(), p.cpu().numpy(), b.segment))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    secs = time.perf_counter() - t0
-    model.train()
-    if keep_predictions is not None and kept:
-        import numpy as np
-
-        keep_predictions.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(keep_predictions, label=np.concatenate([k[0] for k in kept]), p=np.concatenate([k[1] for k in kept]),
-                 segment=np.concatenate([np.full(len(k[0]), k[2]) for k in kept]))
-    out = overall.compute()
-    out["per_segment"] = {str(s): m.compute() for s, m in sorted(per_seg.items())}
-    out.update(samples=n, seconds=secs, samples_per_s=n / secs if secs > 0 else None)
-    return out
-
-
-def _evaluate_prefix(model, eval_loader: EbfLoader, max_batches: int, device: torch.device, **kw) -> dict:
-    """evaluate() on the first ``max_batches`` evaluation batches (0: all); close() stops the readers."""
-    batches = eval_loader.iter_epoch(0)
-    with contextlib.closing(batches):
-        return evaluate(model, itertools.islice(batches, max_batches) if max_batches else batches, device, **kw)
 
 
 def _broadcast_flag(flag: bool, d: Dist) -> bool:
@@ -217,7 +173,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
                 continue
             loader_wait_s += time.perf_counter() - t_ready  # this rank's wait for the batch (issue 19)
             b = b.to(d.device, non_blocking=True)
-            with _autocast(d.device):
+            with autocast(d.device):
                 logits = ddp(b).float()
                 loss = loss_fn(logits, b.label.float()) + model.regularization()
             opt.zero_grad(set_to_none=True)
@@ -235,7 +191,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
                                             tlog)
                 t0 = time.perf_counter()
             elif step % tc.checkpoint_every == 0 and d.is_main:
-                _save(ckpt, model, opt, {**state, "step": step})
+                save_checkpoint(ckpt, model, opt, {**state, "step": step})
             t_ready = time.perf_counter()
             if step >= total or stop:
                 break
@@ -264,18 +220,18 @@ def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist,
     steps_per_epoch, boundaries, samples = run["steps_per_epoch"], run["boundaries"], run["samples"]
     train_secs, loader_wait_s, log_every = run["train_secs"], run["loader_wait_s"], run["log_every"]
     preds = out_dir / "eval_predictions.npz"
-    best = _load_best(out_dir / BEST, d.device)
+    best = load_best(out_dir / BEST, d.device)
     if best is not None and best["step"] != step:
-        last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device)
+        last = evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device)
         model.load_state_dict(best["model"])  # the report is of the best evaluated model
-        final = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device, keep_predictions=preds)
+        final = evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device, keep_predictions=preds)
     else:
-        final = last = _evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
+        final = last = evaluate_prefix(model, eval_loader, tc.final_eval_max_batches, d.device,
                                         keep_predictions=preds)
     best_step = best["step"] if best is not None else step
-    loader_rate = _loader_rate(loader, min(steps_per_epoch, 50))
-    model_rate = _model_inference_rate(model, eval_loader, d.device)
-    logreg = (_logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
+    loader_rate = measure_loader_rate(loader, min(steps_per_epoch, 50))
+    model_rate = measure_model_inference_rate(model, eval_loader, d.device)
+    logreg = (logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
               if tc.logreg_baseline else None)
     eval_batches = eval_loader.iter_epoch(0)
     with contextlib.closing(eval_batches):  # bytes, lookups and FLOPs per example: not moved by the host's load
@@ -292,7 +248,7 @@ def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist,
         "inference_model_only_samples_per_s": model_rate,
         "loader_samples_per_s": loader_rate,
         "reported_model": "best", "best_step": best_step, "eval": final,
-        "last": {"step": step, "eval": _headline(last)},
+        "last": {"step": step, "eval": headline(last)},
         "logreg_baseline": logreg, "cost_per_example": costs,
         "curve": state["curve"], "loader": loader.describe(),
         "log_every": log_every, "tensorboard_dir": str(out_dir) if tlog.writer is not None else None,
@@ -316,64 +272,16 @@ def _write_rank_file(out_dir: Path, d: Dist, step: int, model: torch.nn.Module) 
         "param_abs_sum": float(flat.double().abs().sum()), "n_params": int(flat.numel())}))
 
 
-BEST = "best.pt"
-
-
 def epoch_boundaries(steps_per_epoch: int, total: int) -> list[int]:
     """Steps after which the run starts another pass over the same rows (none for a single epoch)."""
     return list(range(steps_per_epoch, total, steps_per_epoch))
-
-
-def _save_best(path: Path, model, step: int, ne: float) -> None:
-    """``best.pt``: the weights of the best evaluated model so far (``checkpoint.pt`` stays the last state)."""
-    _atomic_save(path, {"model": model.state_dict(), "step": step, "eval_ne": ne})
-
-
-def _load_best(path: Path, device: torch.device) -> dict | None:
-    return torch.load(path, map_location=device, weights_only=False) if path.exists() else None
-
-
-def _headline(ev: dict) -> dict:
-    return {k: ev[k] for k in ("ne", "auc", "log_loss", "n", "base_rate")}
-
-
-def _logreg_baseline(cfg: Config, table: str, version: int, train_days: list[str], eval_loader: EbfLoader,
-                     train_batches: int) -> dict:
-    """The logistic regression on target features (training/baseline.py): fitted on the rows DynInt trained on
-    in its first epoch (the same seeded order, one shard; at most ``train.logreg_max_rows``), scored on the
-    same evaluation rows as the reported model."""
-    tc, buckets = cfg.train, cfg.model.hash_buckets
-    t0 = time.perf_counter()
-    rows_loader = EbfLoader.from_config(table, version, cfg, train_days)
-    batches = rows_loader.iter_epoch(0)
-    with contextlib.closing(batches):
-        x, y = lr_baseline.collect(itertools.islice(batches, max(1, train_batches)), buckets, tc.logreg_max_rows)
-    fit = lr_baseline.fit_logreg(x, y, tc.logreg_l2)
-    evb = eval_loader.iter_epoch(0)
-    with contextlib.closing(evb):
-        ev = lr_baseline.score(fit, itertools.islice(evb, tc.final_eval_max_batches) if tc.final_eval_max_batches
-                               else evb, buckets)
-    return {**_headline(ev), "train_rows": fit.train_rows,
-            "lbfgs_iterations": fit.iterations, "l2": tc.logreg_l2, "seconds": time.perf_counter() - t0,
-            "features": "target ids (tgt_*) mod model.hash_buckets, one-hot per field, and a bias"}
-
-
-def _save(path: Path, model, opt, state: dict) -> None:
-    _atomic_save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state})
-
-
-def _atomic_save(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous file
 
 
 def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metrics, out_dir, d: Dist,
                          tlog: TrainLog | None = None) -> bool:
     stop = False
     if d.is_main:
-        ev = _evaluate_prefix(model, eval_loader, cfg.train.eval_max_batches, d.device)
+        ev = evaluate_prefix(model, eval_loader, cfg.train.eval_max_batches, d.device)
         tr = train_metrics.compute()
         if tlog is not None:
             tlog.scalars(step, {"eval/ne": ev["ne"], "eval/auc": ev["auc"], "eval/log_loss": ev["log_loss"],
@@ -384,49 +292,14 @@ def _eval_and_checkpoint(cfg, model, opt, eval_loader, state, step, train_metric
                           "eval_auc": round(ev["auc"], 4)}), file=sys.stderr, flush=True)
         if state["best_ne"] is None or ev["ne"] < state["best_ne"]:
             state["best_ne"], state["bad_evals"] = ev["ne"], 0  # best.pt records its step
-            _save_best(out_dir / BEST, model, step, ev["ne"])
+            save_best(out_dir / BEST, model, step, ev["ne"])
         else:
             state["bad_evals"] += 1
         stop = state["bad_evals"] >= cfg.train.early_stopping_patience
-        _save(out_dir / "checkpoint.pt", model, opt, {**state, "step": step})
+        save_checkpoint(out_dir / "checkpoint.pt", model, opt, {**state, "step": step})
     train_metrics.reset()
     return _broadcast_flag(stop, d)
 
-
-def _loader_rate(loader: EbfLoader, n_batches: int) -> float | None:
-    n, t0 = 0, time.perf_counter()
-    for i, b in enumerate(loader.iter_epoch(10_000)):
-        n += len(b)
-        if i + 1 >= n_batches:
-            break
-    secs = time.perf_counter() - t0
-    return n / secs if secs > 0 and n else None
-
-
-@torch.no_grad()
-def _model_inference_rate(model, eval_loader: EbfLoader, device: torch.device, max_batches: int = 20) -> float | None:
-    """Scoring from batches already on the device: the model's own inference samples/s."""
-    batches = []
-    for b in eval_loader.iter_epoch(0):
-        batches.append(b.to(device))
-        if len(batches) >= max_batches:
-            break
-    if not batches:
-        return None
-    model.eval()
-    with _autocast(device):
-        model(batches[0])  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        n = 0
-        for b in batches:
-            model(b)
-            n += len(b)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    model.train()
-    return n / (time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
