@@ -150,7 +150,7 @@ def time_split(out: dict):
 
     lock = threading.Lock()
     saved = [(pq.ParquetFile, "read_row_group", "decode"), (L, "column_to_numpy", "arrow_to_numpy"),
-             (L._ShuffleBuffer, "_keep", "keep_copy"), (L._ShuffleBuffer, "_batch", "batch_gather"),
+             (L.ShuffleBuffer, "_keep", "keep_copy"), (L.ShuffleBuffer, "_batch", "batch_gather"),
              (L.EbfLoader, "_to_batch", "to_batch")]
     for _, _, key in saved:
         out[key] = 0.0
