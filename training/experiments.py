@@ -7,7 +7,7 @@ It runs in the training environment (.venv-train: torch, Petastorm, no PySpark);
 the Spark side's job commands in its own environment (.venv) as subprocesses, and the lake statistics of the
 report are read JVM-free (``training/delta_snapshot`` and pyarrow).
 
-1. Data. Default: the experiments' own lake (:data:`EXPERIMENT_DATA`: the generator's defaults at 2,000 users
+1. Data. Default: the experiments' own lake (:data:`EXPERIMENT_DATA`: the planted generator at 2,000 users
    under ``data/experiments/``; ``--set paths.lake_root=...`` etc. to point elsewhere); if its ``ebf_examples``
    is missing, the dataset is generated (``generator.*``, unless raw data is already there) and the nightly
    pipeline runs over its days. ``--null-control``: the same with every planted effect 0, under
@@ -80,7 +80,14 @@ IMPORTANCE_BATCHES = 100
 # users, generated and built under data/experiments/ (the demo's lake, 4,000 users, is left alone): half the
 # rows of the demo's days, so that the 5 arms x 3 seeds and the variants, each trained for an epoch and scored
 # on the whole evaluation day, fit the time on 2 cores.
-EXPERIMENT_DATA = {"generator.n_users": 2000, "paths.raw_root": "data/experiments/raw",
+# The generator's planted mechanism, sized so that one epoch at 2,000 users can see it (measured 2026-12-03,
+# docs/PLANTED_MECHANISM.md): a catalog of one item per category (organic and page ids name their category:
+# with 100 items, 5,000 hashed ids per source, the models learnt nothing from them in one epoch), 4 conversions
+# a median user-day (a window's Corr statistic needs conversions in it: more windows get a reliable one) and
+# engagement types that persist (0.95: the previous window's segment says the current window's type).
+EXPERIMENT_DATA = {"generator.n_users": 2000, "generator.catalog_items_per_category": 1,
+                   "generator.conversions_per_user_day": 4.0, "generator.engagement_persistence": 0.95,
+                   "paths.raw_root": "data/experiments/raw",
                    "paths.lake_root": "data/experiments/lake", "paths.truth_root": "data/experiments/truth",
                    "maintenance.register_catalog": False}
 # --gpu-scale: the same experiments on a GPU host (one flag): 20x the users of the experiments' dataset, larger
