@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     arms, models, abl = plan_runs(seeds, ablation, model_seeds=seeds if args.model_seeds == "all" else seeds[:1])
     if models:  # the variant rows of the ablation table: seed 1 of each variant, as before
         abl = {"variant": [(v, rs[0][1]) for v, rs in models.items()], **abl}
-    runs = ([r for rs in arms.values() for _, r in rs] + [r for rs in models.values() for _, r in rs]
+    # Seed-major: a command cut short leaves whole seeds of every arm, which a re-run with fewer --seeds reports
+    # from (finished runs are reused).
+    runs = ([rs[i][1] for i in range(len(seeds)) for rs in arms.values()] + [r for rs in models.values() for _, r in rs]
             + [r for rows in abl.values() for _, r in rows])
     # identical configurations share a run (e.g. the ablation's default DWP is the baseline arm's seed 1)
     by_cfg: dict[str, Run] = {}
