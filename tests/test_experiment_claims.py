@@ -78,3 +78,31 @@ def test_null_control_statement():
     assert c["null_no_arm_differs"]["holds"] is False  # boost_active differs beyond noise in these numbers
     same = {a: NE["remove_passive"] if a != "baseline" else NE["baseline"] for a in NE}
     assert claims(_res(same, 0.0, 0.0), null_control=True)["null_no_arm_differs"]["holds"] is True
+
+
+def test_segment_truth_confusion_by_hand():
+    """Each example takes the type of its user's latest planted window starting at or before it; shares per
+    segment class worked out by hand."""
+    import pandas as pd
+
+    from training.segment_truth import truth_confusion
+
+    h = 3_600 * 1_000_000  # one hour in microseconds
+    truth = pd.DataFrame({
+        "user_id": [1, 1, 2, 2],
+        "window_start": pd.to_datetime([0, 6 * 3600, 0, 6 * 3600], unit="s"),  # naive, as Spark writes UTC
+        "engagement_type": ["positive", "low", "low", "negative"],
+    })
+    examples = pd.DataFrame({
+        "user_id": [1, 1, 1, 2, 2, 2, 3],
+        # user 1: hour 1 (positive), hour 6 exactly (the low window starts), hour 7 (low);
+        # user 2: hour 2 (low), hour 6.5 and 11 (negative); user 3 has no truth: not counted
+        "event_ts_us": [1 * h, 6 * h, 7 * h, 2 * h, 13 * h // 2, 11 * h, 1 * h],
+        "segment": [1, 0, 1, 0, 0, 2, 0],
+    })
+    got = truth_confusion(examples, truth)
+    # passive: (u1, 6h, low), (u2, 2h, low), (u2, 6.5h, negative) -> 1/3 active; active (segments 1, 2):
+    # (u1, 1h, positive), (u1, 7h, low), (u2, 11h, negative) -> 2/3
+    assert got["passive"] == {"n": 3, "active_window_share": pytest.approx(1 / 3)}
+    assert got["active"] == {"n": 3, "active_window_share": pytest.approx(2 / 3)}
+    assert got["all"] == {"n": 6, "active_window_share": pytest.approx(1 / 2)}

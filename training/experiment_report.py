@@ -89,6 +89,7 @@ def write_markdown(res: dict, path: Path) -> None:
           f"| conversion in [t-{m.get('logging_buffer_s', 60)} s, t+{m['forecast_horizon_s']} s] | {dw['pos_n']:,} | {dw['pos_mean']:.4f} | "
           f"{dw['pos_std']:.4f} |",
           f"| no conversion | {dw['neg_n']:,} | {dw['neg_mean']:.4f} | {dw['neg_std']:.4f} |", ""]
+    L += _truth_section(res)
     for title, group in (("Table 2: attribute removal (ad-impression EBF)", TABLE2),
                          ("Table 3: attribute addition (3 EBF sources)", TABLE3)):
         L += [f"## {title}", "",
@@ -246,6 +247,22 @@ def _importance_section(res: dict) -> list[str]:
           + ("**the same set**." if im["configured_are_lowest"] else "**not the same set**.")
           + f" To use the ranking: `{im['set_command']}`.", ""]
     return L
+
+
+def _truth_section(res: dict) -> list[str]:
+    st = res.get("segment_truth")
+    if not st:
+        return []
+    L = ["Segments against the planted truth (`training/segment_truth.py`; the evaluation day's baseline examples; "
+         "an example's segment is from the user's previous window, its truth the engagement type of the window it "
+         "is in: positive/negative are active, low passive):", "",
+         "| segment | examples | in an active-type window | in a passive-type window |", "|---|---|---|---|"]
+    for name in ("passive", "active", "all"):
+        r = st[name]
+        a = r["active_window_share"]
+        L.append(f"| {name} | {r['n']:,} | {fmt(a, '{:.4f}')} | {fmt(None if a is None else 1 - a, '{:.4f}')} |")
+    return L + ["", "Boosting everyone can gain over boosting the active segment through the passive segment's "
+                "examples in active-type windows.", ""]
 
 
 def _epsilon_section(res: dict) -> list[str]:

@@ -56,6 +56,7 @@ from training.delta_snapshot import latest_version, live_files  # noqa: E402
 from training.spark_side import SparkJobError, run_job  # noqa: E402
 from training.experiment_figures import plot_ablation, plot_corr, plot_curves, plot_dwell  # noqa: E402
 from training.experiment_report import write_markdown  # noqa: E402
+from training.segment_truth import segment_truth  # noqa: E402
 from training.experiment_stats import (ARM_TEXT, ARMS, DEPTHS, NOISE_SE, ORTH_RATES, TABLE2, TABLE3,  # noqa: E402,F401
                                        VARIANTS, claims, compare, dwell_by_label, run_numbers, segment_facts,
                                        spread)
@@ -372,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                        "abs_corr_mean": float(seg["abs_corr"].mean()) if len(seg["abs_corr"]) else None}
     res["dwell"] = {f"{k}_{stat}": float(getattr(np, stat)(dwell[k])) if stat != "n" else int(len(dwell[k]))
                     for k in ("pos", "neg") for stat in ("n", "mean", "std")}
+    res["segment_truth"] = segment_truth(table, version, reports[arms["baseline"][0][1].name]["eval_days"],
+                                         cfg.paths.truth_root)
     if args.importance:
         res["importance"] = importance(arms["baseline"][:1], runs_dir, cfg.ebf.low_importance_attributes, log)
     if args.compare_epsilon:
