@@ -7,7 +7,7 @@ Every job publishes through a :class:`StagedWrite`, so the sequence is written o
         stage.add("user_segments", stats, USER_SEGMENTS, persist=False)
         versions = stage.commit(commit_info)  # {table: Delta version}; QualityGateError before any commit
         ...                                   # the job's own figures for its run_metrics rows
-        stage.record_run([m])                 # quality_warnings, gate_seconds, status; append run_metrics
+        stage.record_run([m])                 # publish: the run_ledger row; then append run_metrics
     # leaving the block unpersists what the stage persisted (also when a gate failed)
 
 - :meth:`StagedWrite.add` conforms a table's rows to its schema, persists them (the gate scans them several
@@ -17,7 +17,11 @@ Every job publishes through a :class:`StagedWrite`, so the sequence is written o
 - :meth:`StagedWrite.commit` appends every gate's checks to ``quality_results`` (also when one failed, so a
   blocked run leaves its evidence), then raises :class:`~dynamix_spark.quality.QualityGateError` if any
   critical check failed, else replaces each table's ``ds`` partition in the order the tables were added
-  (:func:`~dynamix_spark.delta_io.overwrite_partition`, one commit per table) and returns the versions.
+  (:func:`~dynamix_spark.delta_io.overwrite_partition`, one commit per table) and returns the versions;
+- :meth:`StagedWrite.record_run` publishes the run: one ``run_ledger`` row with every committed table's version
+  (:func:`dynamix_spark.ledger.append_ledger`), after the last commit, then the ``run_metrics`` rows. Readers
+  (:func:`dynamix_spark.ledger.read_published`) see a run only once its ledger row exists, so a run killed
+  between its commits is invisible to them: they read the day as the previous published run left it.
 
 A table of several outputs needs one more ``add``; the gates, the recording and the all-or-none commit follow.
 Cost: each ``add`` costs its gate (a few Spark jobs over the persisted rows); the stage itself adds none.
@@ -36,6 +40,7 @@ from pyspark.sql.types import StructType
 from dynamix_spark.config import Config
 from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, is_delta, overwrite_partition,
                                     table_path)
+from dynamix_spark.ledger import append_ledger
 from dynamix_spark.quality import GateResult, gate, publish_or_fail, record_results
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,7 @@ class StagedWrite:
         self.results: list[GateResult] = []
         self._staged: list[_Staged] = []
         self._persisted: list[DataFrame] = []
+        self.versions: dict[str, int] = {}  # what commit() committed: {table: version}
 
     def __enter__(self) -> "StagedWrite":
         return self
@@ -135,6 +141,7 @@ class StagedWrite:
                     continue
                 versions[s.table] = overwrite_partition(s.df, path, self.ds, s.schema, commit_info,
                                                         partition_by=s.partition_by, extra_predicate=s.extra_predicate)
+                self.versions = dict(versions)  # as far as it got (a failure after commit k leaves k)
             return versions
 
         return publish_or_fail(self.results, publish)
@@ -150,8 +157,14 @@ class StagedWrite:
         return sum(r.elapsed_s for r in self.results)
 
     def record_run(self, metrics: Sequence[RunMetrics]) -> None:
-        """Mark ``metrics`` succeeded and append them to ``run_metrics``; each row's params get the run's
-        ``quality_warnings`` and ``gate_seconds``."""
+        """Publish the run, then mark ``metrics`` succeeded and append them to ``run_metrics``; each row's params
+        get the run's ``quality_warnings`` and ``gate_seconds``.
+
+        Publishing is one ``run_ledger`` append with the version of every table :meth:`commit` committed, after
+        the last commit: from then on readers see this run's partitions, before it the previous run's. The ledger
+        row comes first, so a ``succeeded`` run_metrics row always names a published run."""
+        append_ledger(self.spark, self.cfg.paths.lake_root, run_id=self.run_id, job=self.job, ds=self.ds,
+                      versions=self.versions)
         now = dt.datetime.now(dt.timezone.utc)
         for m in metrics:
             m.params = {**m.params, "quality_warnings": self.warnings, "gate_seconds": round(self.gate_seconds, 3)}

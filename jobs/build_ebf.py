@@ -23,6 +23,7 @@ from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
 from dynamix_spark.delta_io import RunMetrics, conform, is_delta, new_run_id, table_path
 from dynamix_spark.ebf import apply_policy, build_examples
+from dynamix_spark.ledger import read_published
 from dynamix_spark.segmentation import allowed_segments
 from dynamix_spark.session import build_spark
 from dynamix_spark.staged_write import StagedWrite
@@ -35,7 +36,8 @@ JOB = "build_ebf"
 
 
 def _read(spark, lake: str, table: str, days: list[str]):
-    return spark.read.format("delta").load(table_path(lake, table)).where(F.col("ds").isin(days))
+    """Each day as its last published run left it (the run ledger, ``dynamix_spark.ledger``)."""
+    return read_published(spark, lake, table, days)
 
 
 def _present_days(df) -> list[str]:

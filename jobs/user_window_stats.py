@@ -5,7 +5,8 @@
 Windows are by event time: the day's windows take the clean ad impressions whose ``event_ts`` falls on
 ``ds`` (also from the neighbouring partitions, where late or early logging put some), and conversions from
 ``ds - 1`` to ``ds + 1`` so that labels near midnight see conversions across the day boundary. Whether
-the next day's conversions were there is recorded in the run metrics (``params.conversion_days``).
+the next day's conversions were there is recorded in the run metrics (``params.conversion_days``). Each day of
+the clean tables is read as the last run that published it left it (``dynamix_spark.ledger``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
 from dynamix_spark.delta_io import RunMetrics, new_run_id, table_path
+from dynamix_spark.ledger import read_published
 from dynamix_spark.segmentation import choose_epsilon, segment
 from dynamix_spark.window_stats import label_impressions, window_stats
 from dynamix_spark.session import build_spark
@@ -31,10 +33,11 @@ JOB = "user_window_stats"
 def read_inputs(spark, cfg: Config, ds: str):
     days = neighbour_days(ds)
     lake = cfg.paths.lake_root
-    imps = (spark.read.format("delta").load(table_path(lake, clean_table_name("ad_impressions")))
-            .where(F.col("ds").isin(days)).where(F.to_date("event_ts") == F.lit(ds).cast("date"))
+    # Each day as its last published run left it (the run ledger), never half of a run.
+    imps = (read_published(spark, lake, clean_table_name("ad_impressions"), days)
+            .where(F.to_date("event_ts") == F.lit(ds).cast("date"))
             .select("user_id", "event_ts", "dwell_ms"))
-    conv_all = spark.read.format("delta").load(table_path(lake, clean_table_name("conversions")))
+    conv_all = read_published(spark, lake, clean_table_name("conversions"), days)
     present = sorted(r[0] for r in conv_all.where(F.col("ds").isin(days)).select("ds").distinct().collect())
     conv = conv_all.where(F.col("ds").isin(days)).select("user_id", "event_ts")
     return imps, conv, present

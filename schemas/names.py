@@ -34,6 +34,9 @@ USER_WINDOW_STATS_TABLE = "user_window_stats"
 USER_SEGMENTS_TABLE = "user_segments"
 EBF_EXAMPLES_TABLE = "ebf_examples"
 RUN_METRICS_TABLE = "run_metrics"
+# One row per job run that published: the Delta version of every table it committed, appended after its last
+# commit (``dynamix_spark.ledger``); readers take each (table, day) at the version of the day's last such run.
+RUN_LEDGER_TABLE = "run_ledger"
 QUALITY_RESULTS_TABLE = "quality_results"
 _RAW_PREFIX, _CLEAN_PREFIX = "raw_", "clean_"
 

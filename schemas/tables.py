@@ -16,6 +16,7 @@ from schemas.ebf import EBF_EXAMPLES
 from schemas.names import (
     EBF_EXAMPLES_TABLE,
     QUARANTINE_TABLE,
+    RUN_LEDGER_TABLE,
     RUN_METRICS_TABLE,
     USER_SEGMENTS_TABLE,
     USER_WINDOW_STATS_TABLE,
@@ -60,6 +61,16 @@ RUN_METRICS = StructType([
     StructField("epsilon_mode", StringType(), True),
     StructField("delta_versions", MapType(StringType(), LongType()), True),
     StructField("params", StringType(), True),  # JSON of the job's parameters
+])
+
+# The run ledger (``dynamix_spark.ledger``): one row per job run that published, appended after its last commit.
+# ``versions`` is {table: the Delta version the run committed}; the run wrote the ``ds`` partition of each.
+RUN_LEDGER = StructType([
+    StructField("run_id", StringType(), False),
+    StructField("job", StringType(), False),
+    StructField("ds", StringType(), False),
+    StructField("committed_at", TimestampType(), False),  # UTC, after the run's last commit
+    StructField("versions", MapType(StringType(), LongType()), False),
 ])
 
 USER_WINDOW_STATS = StructType([
@@ -114,4 +125,4 @@ GATED_TABLES: dict[str, StructType] = {
 }
 # Every table the pipeline itself writes under paths.lake_root (other jobs may add more; catalog registration
 # takes whatever is there). maintenance.zorder_tables must name tables of it.
-PIPELINE_TABLES: dict[str, StructType] = {**GATED_TABLES, RUN_METRICS_TABLE: RUN_METRICS}
+PIPELINE_TABLES: dict[str, StructType] = {**GATED_TABLES, RUN_METRICS_TABLE: RUN_METRICS, RUN_LEDGER_TABLE: RUN_LEDGER}
