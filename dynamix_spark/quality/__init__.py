@@ -68,6 +68,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+# The suites' expectations whose GX result is the table's row count (its ``table.row_count`` metric).
+_ROW_COUNT_TYPES = ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal")
+
+
+def _gx_row_count(checks: Sequence[CheckResult]) -> int | None:
+    """The row count GX computed for a row-count expectation of the suite (``row_count_positive``,
+    ``row_count_reconciles``), or None: the audit checks and the caller share it instead of counting again."""
+    for c in checks:
+        observed = c.details.get("result", {}).get("observed_value") if c.details.get("gx_type") in _ROW_COUNT_TYPES \
+            else None
+        if c.details.get("error") is None and isinstance(observed, int) and not isinstance(observed, bool):
+            return observed
+    return None
+
+
 def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *, job: str, run_id: str,
          reconciliation: Reconciliation | None = None, expected_rows: int | None = None,
          previous: DataFrame | None = None, load_previous: bool = True, record: bool = True,
@@ -97,8 +112,9 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
     g = _gx()
     checks, keys = _validate(g, table, df, expects, run_id, checked_at)
     checks, keys = _with_examples(g, table, df, expects, checks, keys, run_id, checked_at)
+    row_count = _gx_row_count(checks)
 
-    audit = _audit(spark, df, table, ds, cfg, reconciliation, previous, load_previous)
+    audit = _audit(spark, df, table, ds, cfg, reconciliation, previous, load_previous, row_count=row_count)
     if audit.expects:
         audit_checks, audit_keys = _validate(g, f"{table}.audit", audit.frame(), audit.expects, run_id, checked_at)
         keys += audit_keys
@@ -115,7 +131,7 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
         except Exception as e:  # rendering is a report, not a check: never block a run on it
             log.warning("quality: Data Docs rendering failed for %s ds=%s: %s", table, ds, e)
     result = GateResult(run_id=run_id, job=job, table=table, ds=ds, checks=tuple(checks), checked_at=checked_at,
-                        elapsed_s=time.perf_counter() - t0, docs_index=docs)
+                        elapsed_s=time.perf_counter() - t0, docs_index=docs, row_count=row_count)
     if cfg.quality.docs_dir:
         try:
             _write_gate_summary(cfg.quality.docs_dir, result)

@@ -26,7 +26,9 @@ class Reconciliation:
     """Inputs of ``raw = clean + quarantined + counted drops`` for one source and ``ds``.
 
     ``raw`` and ``quarantined`` are counted with Spark when given as DataFrames (the raw partition as read,
-    the staged quarantine rows of this source); ``drops`` are the counted drops by reason.
+    the staged quarantine rows of this source), or given as the counts a job already has (denoise: the raw gate's
+    row count, :attr:`GateResult.row_count`, and the quarantined rows it counted by status), which costs no
+    Spark job; ``drops`` are the counted drops by reason.
     """
     raw: DataFrame | int
     quarantined: DataFrame | int
@@ -54,6 +56,9 @@ class GateResult:
     checked_at: dt.datetime
     elapsed_s: float  # the gate's wall seconds (suite, audit checks, Data Docs): quality_results.gate_seconds
     docs_index: str | None = None  # file:// URL of the Data Docs index, when rendered
+    # The gated rows as Great Expectations counted them (its table.row_count), None if no expectation of the
+    # suite needed it: a count other checks can share (denoise's reconciliation takes the raw gate's).
+    row_count: int | None = None
 
     @property
     def critical_failures(self) -> tuple[CheckResult, ...]:
