@@ -12,6 +12,8 @@ of steps, all in one local SparkSession (the test session's settings, ``conftest
 - ``{"op": "sql", "query": Q}``: ``spark.sql(Q).collect()`` as a list of dicts;
 - ``{"op": "input_files", "path": P, "version": v}``: ``spark.read.format("delta").option("versionAsOf", v)
   .load(P).inputFiles()``.
+- ``{"op": "ledger", "lake": L, "run_id": R, "job": J, "ds": D, "versions": {table: v}}``: a published run's row
+  in ``L/run_ledger`` (``dynamix_spark.ledger.append_ledger``, what every job appends after its last commit).
 
 The result is a JSON list, one entry per step. Command line: ``python tests/seam_spark.py STEPS.json OUT.json``.
 """
@@ -64,6 +66,12 @@ def _run(spark, step: dict):
         return None
     if op == "sql":
         return [r.asDict() for r in spark.sql(step["query"]).collect()]
+    if op == "ledger":
+        from dynamix_spark.ledger import append_ledger
+
+        append_ledger(spark, step["lake"], run_id=step["run_id"], job=step["job"], ds=step["ds"],
+                      versions=step["versions"])
+        return None
     if op == "input_files":
         return list(spark.read.format("delta").option("versionAsOf", step["version"]).load(step["path"])
                     .inputFiles())

@@ -165,6 +165,36 @@ def test_loader_reads_exactly_the_pinned_version(table):
     assert new.describe()["rows"] == 36 and new.describe()["files"] == 4 and new.describe()["version"] == 3
 
 
+def _ledger(lake: str, ds: str, version: int) -> dict:
+    return {"op": "ledger", "lake": lake, "run_id": f"build-{ds}-{version}", "job": "build_ebf", "ds": ds,
+            "versions": {"ebf_examples": version}}
+
+
+def test_loader_default_reads_each_day_as_its_last_published_run(tmp_path):
+    """Issue 15: without a version the loader takes each day at the version the run ledger recorded for it. Two
+    lakes written by delta-spark: v0 = set A on D1 and D2, published for both days; v1 = D2 replaced by set C by a
+    build killed before its ledger row (lake 1) or published (lake 2)."""
+    lakes = [str(tmp_path / name) for name in ("killed", "published")]
+    steps = []
+    for lake in lakes:
+        path = f"{lake}/ebf_examples"
+        steps += [_write(SET_A, path), _ledger(lake, D1, 0), _ledger(lake, D2, 0),
+                  _write(SET_C, path, mode="overwrite", where=f"ds = '{D2}'")]
+    steps.append(_ledger(lakes[1], D2, 1))
+    spark_steps(steps)
+    killed, published = (EbfLoader(f"{lake}/ebf_examples", None, POLICY, [D1, D2], EBF, batch_size=2, seed=1,
+                                   workers=2, shuffle_buffer=5) for lake in lakes)
+    # D1 moves on to v1 (its rows are the same there: v1 touched D2 only); D2 stays at the published v0
+    assert killed.snapshot.day_versions == {D1: 1, D2: 0} and killed.describe()["day_versions"] == {D1: 1, D2: 0}
+    assert _got(_read_all(killed)) == _expected(SET_A)  # the whole old run, not the killed build's D2
+    assert published.snapshot.day_versions == {D1: 1, D2: 1}
+    assert _got(_read_all(published)) == _expected([r for r in SET_A if r["ds"] == D1] + SET_C)
+    # a pinned version is read as it is (the killed build's D2 included), and a lake without a ledger at the latest
+    pinned = EbfLoader(f"{lakes[0]}/ebf_examples", 1, POLICY, [D1, D2], EBF, batch_size=2, seed=1, workers=2,
+                       shuffle_buffer=5)
+    assert _got(_read_all(pinned)) == _expected([r for r in SET_A if r["ds"] == D1] + SET_C)
+
+
 def test_eval_mode_reads_every_row_once(table):
     # v3, 18 rows per segment, B=4: 4 full batches and one of 2 per segment
     loader = EbfLoader(table, 3, POLICY, [D1, D2], EBF, batch_size=4, shuffle=False, drop_last=False)

@@ -20,15 +20,22 @@ What it refuses, with a message, rather than return a wrong file set:
 Partition values are returned as the log stores them: strings (the serialized typed value, ``"0"`` for an int
 partition ``segment = 0``; ``None`` for a null partition). :attr:`DeltaSnapshot.partition_types` gives each
 partition column's Delta type so a caller can convert.
+
+:func:`published_snapshot` gives the training side the run ledger's reading (``dynamix_spark.ledger``, the same
+rules without a JVM): each day's files at the version of the last run that published the day, rolled forward over
+later commits that leave the day's rows as they were; the latest version for a day no run published.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote, urlparse
+
+from schemas.names import RUN_LEDGER_TABLE
 
 LOG_DIR = "_delta_log"
 _COMMIT_RE = re.compile(r"^(\d{20})\.json$")
@@ -75,6 +82,8 @@ class DeltaSnapshot:
     schema: Mapping[str, Any] = field(repr=False)  # the metaData schemaString, parsed
     configuration: Mapping[str, str] = field(default_factory=dict)
     checkpoint_version: int | None = None  # the checkpoint the replay started from, if any
+    # published_snapshot only: {ds: the version that day's files are taken at}; ``version`` is the largest of them
+    day_versions: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def num_records(self) -> int | None:
@@ -287,3 +296,75 @@ def load_snapshot(table_path: str, version: int | None = None) -> DeltaSnapshot:
 def live_files(table_path: str, version: int | None = None) -> list[DeltaFile]:
     """Shorthand for ``load_snapshot(table_path, version).files``."""
     return list(load_snapshot(table_path, version).files)
+
+
+# The run ledger (RUN_LEDGER_TABLE, written by dynamix_spark.ledger.append_ledger) is a Delta table beside the
+# others under the lake root, partitioned by ds, with a map column ``versions`` {table: version}.
+
+def recorded_versions(lake_root: str, table: str, days: Iterable[str]) -> dict[str, int]:
+    """{day: the largest version of ``table`` that a ``run_ledger`` row of that day recorded}; days without one
+    (or a lake without a ledger) are absent."""
+    import pyarrow.parquet as pq
+
+    days = set(days)
+    ledger = os.path.join(os.path.abspath(lake_root), RUN_LEDGER_TABLE)
+    if not days or not os.path.isdir(_log_dir(ledger)):
+        return {}
+    out: dict[str, int] = {}
+    for f in load_snapshot(ledger).files:
+        day = f.partition_values.get("ds")
+        if day not in days:
+            continue
+        for m in pq.read_table(f.path, columns=["versions"]).column("versions").to_pylist():
+            v = _as_dict(m).get(table)
+            if v is not None:
+                out[day] = max(out.get(day, -1), int(v))
+    return out
+
+
+def roll_forward(table_path: str, recorded: Mapping[str, int]) -> dict[str, int]:
+    """{day: the newest version whose rows of ``day`` are those of ``recorded[day]``}: later commits that add or
+    remove no file of the day with ``dataChange`` (another day's run, OPTIMIZE) are passed over; the first that
+    does stops it. Where a later commit is gone from the log, the recorded versions as they are."""
+    if not recorded:
+        return {}
+    commits, _, _ = _list_log(table_path)
+    latest = latest_version(table_path)
+    later = range(min(recorded.values()) + 1, latest + 1)
+    if any(v not in commits for v in later):
+        return dict(recorded)
+    stops: dict[str, list[int]] = {}
+    for v in later:
+        with open(commits[v]) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                action = json.loads(line)
+                for kind in ("add", "remove"):
+                    a = action.get(kind)
+                    if a is not None and a.get("dataChange", True) is not False:
+                        day = _as_dict(a.get("partitionValues")).get("ds")
+                        if day in recorded:
+                            stops.setdefault(day, []).append(v)
+    return {day: min((s for s in stops.get(day, ()) if s > v), default=latest + 1) - 1
+            for day, v in recorded.items()}
+
+
+def published_snapshot(table_path: str, days: Iterable[str], lake_root: str | None = None) -> DeltaSnapshot:
+    """The live files of ``days`` of the ``ds``-partitioned table at ``table_path``, each day at the version of
+    the last run that published it (the run ledger of ``lake_root``, by default the table's parent folder; see
+    the module docstring), the latest version for a day without one. ``version`` is the largest version used,
+    ``day_versions`` each day's."""
+    table_path = os.path.abspath(table_path)
+    lake_root = lake_root if lake_root is not None else os.path.dirname(table_path)
+    days = sorted(set(days))
+    rolled = roll_forward(table_path, recorded_versions(lake_root, os.path.basename(table_path), days))
+    latest = latest_version(table_path)
+    day_versions = {d: rolled.get(d, latest) for d in days}
+    snaps = {v: load_snapshot(table_path, v) for v in sorted(set(day_versions.values()) or {latest})}
+    newest = snaps[max(snaps)]
+    if "ds" not in newest.partition_columns:
+        raise DeltaLogError(f"{table_path}: not partitioned by ds; published_snapshot reads per-day partitions")
+    files = sorted((f for d, v in day_versions.items() for f in snaps[v].files if f.partition_values.get("ds") == d),
+                   key=lambda f: f.path)
+    return dataclasses.replace(newest, files=tuple(files), day_versions=day_versions)

@@ -2,7 +2,9 @@
 
 What it reads. :func:`training.delta_snapshot.load_snapshot` replays the Delta log (no JVM) and gives the live
 files of the pinned version; files a later ``replaceWhere`` removed are never opened, and a newer nightly
-write does not change what a running training reads. For every (policy, segment) only the columns present in
+write does not change what a running training reads. Without a version (``version=None``) each day is read as
+the last run that published it left it (:func:`training.delta_snapshot.published_snapshot`, the run ledger):
+a build killed after its commit and before its ledger row is not read. For every (policy, segment) only the columns present in
 that partition are read (``schemas.ebf.present_columns`` of the policy's passive list for segment 0, active
 list for segments >= 1): a removed attribute is a null column in the file and is never decoded.
 
@@ -67,7 +69,7 @@ from dynamix_spark.config import Config, EbfConfig
 from schemas.ebf import EBF_SOURCES, TARGET_COLUMNS, len_col, present_columns, seq_col
 from training.batch import Batch
 from training.batching import ShuffleBuffer, column_to_numpy
-from training.delta_snapshot import DeltaFile, DeltaSnapshot, load_snapshot
+from training.delta_snapshot import DeltaFile, DeltaSnapshot, load_snapshot, published_snapshot
 from training.petastorm_reader import open_reader
 from training.shards import (
     FILE_MODE_MAX_LOSS,
@@ -139,7 +141,9 @@ class EbfLoader:
                              "ranks; use it with shard_count=1 (evaluation)")
         if policy not in ebf.policies:
             raise ValueError(f"policy {policy!r} is not in ebf.policies ({sorted(ebf.policies)})")
-        self.snapshot = snapshot if snapshot is not None else load_snapshot(table_path, version)
+        if snapshot is None:  # no version: each day as the last run that published it left it (the run ledger)
+            snapshot = load_snapshot(table_path, version) if version is not None else published_snapshot(table_path, ds)
+        self.snapshot = snapshot
         if version is not None and self.snapshot.version != version:
             raise ValueError(f"snapshot is version {self.snapshot.version}, asked for {version}")
         self.policy, self.ds = policy, tuple(ds)
@@ -276,6 +280,7 @@ class EbfLoader:
             }
         return {
             "table": self.snapshot.table_path, "version": self.snapshot.version, "policy": self.policy,
+            "day_versions": dict(self.snapshot.day_versions),
             "ds": list(self.ds), "batch_size": self.batch_size, "cur_shard": self.cur_shard,
             "shard_count": self.shard_count, "seed": self.seed,
             "files": sum(len(x.files) for x in self.segments.values()),
