@@ -1,12 +1,15 @@
 """The quality gates' share of each job's wall time, from what the jobs record (issue 17, "Gates that cost little").
 
-    .venv-train/bin/python bench/gate_share.py [--lake data/lake] [--markdown]
+    .venv-train/bin/python bench/gate_share.py [--lake data/lake]
+    .venv-train/bin/python bench/gate_share.py --lake before=/tmp/gs/lake --lake after=/tmp/gs/lake_after
 
 Read JVM-free from the lake's ``run_metrics`` (``training/delta_snapshot`` and pyarrow): for each succeeded run
 of denoise, user_window_stats and build_ebf, the job's wall time (its rows' earliest ``started_at`` to latest
 ``ended_at``) and ``params.gate_seconds`` (the sum of its gates' wall seconds, each gate's Great Expectations
 validation and audit checks, recorded by ``dynamix_spark/staged_write.py``); then the share per job, and the
-target: at most 25% of each job's time. Runs recorded before gate seconds existed are skipped.
+target: at most 25% of each job's time. Runs recorded before gate seconds existed are skipped. Several
+``--lake NAME=PATH`` (e.g. the same days run by the code before and after a change) are listed side by side, one
+block of rows per lake, the lake's name in the first column.
 """
 from __future__ import annotations
 
@@ -50,23 +53,29 @@ def runs(lake: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lake", default=str(ROOT / "data" / "lake"))
+    p.add_argument("--lake", action="append", metavar="[NAME=]PATH",
+                   help=f"a lake (repeatable; default {ROOT / 'data' / 'lake'})")
     args = p.parse_args(argv)
-    rs = runs(args.lake)
-    if not rs:
-        print(f"no succeeded runs with gate seconds in {args.lake}/run_metrics", file=sys.stderr)
-        return 1
-    print("| job | ds | job wall s | gates s | gates share | <= 25%? |\n|---|---|---|---|---|---|")
-    for r in rs:
-        share = r["gate_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan")
-        print(f"| {r['job']} | {r['ds']} | {r['wall_s']:.1f} | {r['gate_s']:.1f} | {share:.0%} | "
-              f"{'yes' if share <= 0.25 else 'no'} |")
-    for job in JOBS:
-        js = [r for r in rs if r["job"] == job]
-        if js:
-            w, g = sum(r["wall_s"] for r in js), sum(r["gate_s"] for r in js)
-            print(f"| **{job}, all days** | | {w:.1f} | {g:.1f} | {g / w:.0%} | {'yes' if g <= 0.25 * w else 'no'} |")
-    return 0
+    lakes = [(x.split("=", 1) if "=" in x else ("", x)) for x in (args.lake or [str(ROOT / "data" / "lake")])]
+    print("| lake | job | ds | job wall s | gates s | gates share | <= 25%? |\n|---|---|---|---|---|---|---|")
+    status = 0
+    for name, lake in lakes:
+        rs = runs(lake)
+        if not rs:
+            print(f"no succeeded runs with gate seconds in {lake}/run_metrics", file=sys.stderr)
+            status = 1
+            continue
+        for r in rs:
+            share = r["gate_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan")
+            print(f"| {name} | {r['job']} | {r['ds']} | {r['wall_s']:.1f} | {r['gate_s']:.1f} | {share:.0%} | "
+                  f"{'yes' if share <= 0.25 else 'no'} |")
+        for job in JOBS:
+            js = [r for r in rs if r["job"] == job]
+            if js:
+                w, g = sum(r["wall_s"] for r in js), sum(r["gate_s"] for r in js)
+                print(f"| {name} | **{job}, all runs** | | {w:.1f} | {g:.1f} | {g / w:.0%} | "
+                      f"{'yes' if g <= 0.25 * w else 'no'} |")
+    return status
 
 
 if __name__ == "__main__":

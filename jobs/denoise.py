@@ -56,6 +56,13 @@ def source_metrics(m: RunMetrics, outcome: Outcome, state: str, versions: dict[s
     return m
 
 
+def gate_partitions(spark) -> int:
+    """Partitions the gates scan the staged rows through: one per core. The clean rows of a source are a union of
+    three branches of the classification (18 partitions on the local profile) and the quarantine a union over the
+    sources (72); each of a gate's Spark jobs pays the task overhead per partition, the write keeps them."""
+    return max(1, spark.sparkContext.defaultParallelism)
+
+
 def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
     run_id, paths = new_run_id(JOB, ds), cfg.paths
     params = {"ds": ds, "denoise": config_to_dict(cfg.denoise), "raw_root": paths.raw_root,
@@ -65,20 +72,25 @@ def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
     with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds) as stage:
         for src in RAW_SOURCES:
             metrics.append(RunMetrics(run_id=run_id, job=JOB, ds=ds, source=src, params=params))
-            classified = stage.cache(classify(raw[src], src, ds, cfg.denoise))
+            # The raw partition is read once, into the cache: the classification and the raw gate's scans read it there.
+            raw_rows = stage.cache(raw[src])
+            classified = stage.cache(classify(raw_rows, src, ds, cfg.denoise))
             outcome = outcomes[src] = Outcome({r["_status"]: r["count"]
                                                for r in classified.groupBy("_status").count().collect()})
             states[src] = "absent" if src not in present else "empty" if outcome.rows_in == 0 else "present"
             quarantined.append(quarantine_rows(classified, src, ds, run_id))
             # Audit before anything is published: the raw partition as read, and the staged clean rows with the
-            # reconciliation raw = clean + quarantined + counted drops.
-            stage.audit(raw_table_name(src), raw[src], extra_checks=[source_present_check(
+            # reconciliation raw = clean + quarantined + counted drops: raw as the raw gate counted it, clean as the
+            # clean gate counts the staged rows, quarantined and drops as the classification counted them above.
+            raw_gate = stage.audit(raw_table_name(src), raw_rows, extra_checks=[source_present_check(
                 src, partition_path(paths.raw_root, src, ds), src in present, src in paths.required_sources)])
             # An absent source whose clean table was never created gets none (a deployment never had it).
             stage.add(clean_table_name(src), clean_rows(classified, src, ds), CLEAN_TABLES[clean_table_name(src)],
-                      create=states[src] != "absent", reconciliation=Reconciliation(
-                          raw=raw[src], quarantined=quarantined[-1], drops=outcome.by_kind("drop")))
-        stage.add(QUARANTINE_TABLE, functools.reduce(DataFrame.unionByName, quarantined), QUARANTINE)
+                      create=states[src] != "absent", gate_partitions=gate_partitions(spark),
+                      reconciliation=Reconciliation(raw=raw_gate.row_count if raw_gate.row_count is not None else raw_rows,
+                                                    quarantined=outcome.quarantined, drops=outcome.by_kind("drop")))
+        stage.add(QUARANTINE_TABLE, functools.reduce(DataFrame.unionByName, quarantined), QUARANTINE,
+                  gate_partitions=gate_partitions(spark))
         versions = stage.commit({"job": JOB, "run_id": run_id, **params})  # all or none: a failed check raises
         stage.record_run([source_metrics(m, outcomes[m.source], states[m.source], versions) for m in metrics])
     return outcomes
