@@ -22,6 +22,7 @@ import pytest
 from conftest import FEW_DELTA_TASKS_CONF, ROOT, TEST_DATES, TEST_SPARK_CONF, tiny_overrides
 from seam_spark import spark_steps
 from training import experiments
+from training.delta_snapshot import DeltaSnapshot
 
 ARMS = ("baseline", "remove_passive", "remove_active", "boost_all", "boost_active")
 TINY_TRAIN = ["model.hash_buckets=101", "model.embed_dim=8", "model.rank=2", "train.batch_size=64",
@@ -215,8 +216,7 @@ def fast(tmp_path_factory):
         return reports
 
     mp.setattr(experiments, "prepare_lake", lambda cfg, generate, log: {"generated": False})
-    mp.setattr(experiments, "latest_version", lambda table: 3)
-    mp.setattr(experiments, "live_files", lambda table, version=None: [])
+    mp.setattr(experiments, "training_snapshot", lambda table: DeltaSnapshot(table, 3, (), ("ds",), {}, {}))
     mp.setattr(experiments, "execute", execute)
     mp.setattr(experiments, "segment_facts", lambda cfg: {
         "per_ds": {"d3": {"epsilon": 0.34, "epsilon_mode": "target_active_fraction", "windows": 10,

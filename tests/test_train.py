@@ -280,3 +280,31 @@ def test_training_sigkill_resumes_to_same_steps(tmp_path):
     curves = [[c["step"] for c in json.loads((d / "report.json").read_text())["curve"]] for d in (full, killed)]
     assert curves[0] == curves[1]  # the evaluations before the kill survive in the resumed run's report
     print(f"training killed after checkpoint at step {saved}, resumed to {b['steps']}")
+
+
+def test_train_reads_each_day_as_its_last_published_run(tmp_path):
+    """Issue 15: ``training/train.py`` without ``--version`` trains and evaluates on each day as the last run that
+    published it (the run ledger), not on the table's latest version. v0: the rows of both days, published for
+    each; v1: the evaluation day replaced by the same rows with flipped labels, by a build killed before its
+    ledger row. The evaluation labels say which rows were read: 158 of 640 positive as written at v0, 482 flipped."""
+    path = str(tmp_path / "ebf_examples")
+    rows, flipped = _rows(), flipped_eval_rows()
+    ledger = [{"op": "ledger", "lake": str(tmp_path), "run_id": f"build-{ds}", "job": "build_ebf", "ds": ds,
+               "versions": {"ebf_examples": 0}} for ds in DAYS]
+    spark_steps([{"op": "write_ebf", "rows": rows, "path": path, "repartition": 2}, *ledger,
+                 {"op": "write_ebf", "rows": [r for r in flipped if r["ds"] == DAYS[1]], "path": path,
+                  "mode": "overwrite", "where": f"ds = '{DAYS[1]}'", "repartition": 2}])
+    positives = {name: sum(r["label"] for r in rs if r["ds"] == DAYS[1]) for name, rs in
+                 (("published", rows), ("killed", flipped))}
+    assert positives["published"] + positives["killed"] == 2 * ROWS_PER_PARTITION  # flipped: 158 and 482
+    assert positives["published"] != positives["killed"]
+    for name, version in (("published", None), ("killed", 1)):
+        out = tmp_path / name
+        _run(["--config", str(ROOT / "conf" / "local.yaml"), "--out", str(out),
+              *([] if version is None else ["--version", str(version)]),
+              *_overrides(tmp_path, **{"train.max_steps": 4, "train.logreg_baseline": "false"})])
+        rep = json.loads((out / "report.json").read_text())
+        # D1 rolls forward to v1 (v1 touched D2 only); D2 stays at the published v0 unless v1 is pinned
+        assert rep["day_versions"] == ({DAYS[0]: 1, DAYS[1]: 0} if version is None else {d: 1 for d in DAYS})
+        labels = np.load(out / "eval_predictions.npz")["label"]
+        assert len(labels) == 2 * ROWS_PER_PARTITION and int(labels.sum()) == positives[name]

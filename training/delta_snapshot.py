@@ -24,6 +24,7 @@ partition column's Delta type so a caller can convert.
 :func:`published_snapshot` gives the training side the run ledger's reading (``dynamix_spark.ledger``, the same
 rules without a JVM): each day's files at the version of the last run that published the day, rolled forward over
 later commits that leave the day's rows as they were; the latest version for a day no run published.
+:func:`training_snapshot` is what ``training/train.py`` reads: that view of every day, or one pinned version.
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ class DeltaSnapshot:
     schema: Mapping[str, Any] = field(repr=False)  # the metaData schemaString, parsed
     configuration: Mapping[str, str] = field(default_factory=dict)
     checkpoint_version: int | None = None  # the checkpoint the replay started from, if any
-    # published_snapshot only: {ds: the version that day's files are taken at}; ``version`` is the largest of them
+    # {ds: the version that day's files are taken at} (published_snapshot, days_snapshot, training_snapshot);
+    # ``version`` is the largest of them
     day_versions: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -360,11 +362,31 @@ def published_snapshot(table_path: str, days: Iterable[str], lake_root: str | No
     days = sorted(set(days))
     rolled = roll_forward(table_path, recorded_versions(lake_root, os.path.basename(table_path), days))
     latest = latest_version(table_path)
-    day_versions = {d: rolled.get(d, latest) for d in days}
-    snaps = {v: load_snapshot(table_path, v) for v in sorted(set(day_versions.values()) or {latest})}
+    return days_snapshot(table_path, {d: rolled.get(d, latest) for d in days})
+
+
+def days_snapshot(table_path: str, day_versions: Mapping[str, int]) -> DeltaSnapshot:
+    """The live files of each day ``d`` of ``day_versions`` as they were at version ``day_versions[d]`` (one log
+    replay per distinct version); ``version`` is the largest version used. A report's ``day_versions`` give the
+    same rows back (a run's evaluation re-read by ``training.importance``)."""
+    table_path = os.path.abspath(table_path)
+    versions = sorted(set(day_versions.values())) or [latest_version(table_path)]
+    snaps = {v: load_snapshot(table_path, v) for v in versions}
     newest = snaps[max(snaps)]
     if "ds" not in newest.partition_columns:
         raise DeltaLogError(f"{table_path}: not partitioned by ds; published_snapshot reads per-day partitions")
     files = sorted((f for d, v in day_versions.items() for f in snaps[v].files if f.partition_values.get("ds") == d),
                    key=lambda f: f.path)
-    return dataclasses.replace(newest, files=tuple(files), day_versions=day_versions)
+    return dataclasses.replace(newest, files=tuple(files), day_versions=dict(day_versions))
+
+
+def training_snapshot(table_path: str, version: int | None = None) -> DeltaSnapshot:
+    """What a training run reads. With ``version``: the table pinned at it, every day at that version. Without:
+    every day the table's latest version holds, each as the last run that published it left it
+    (:func:`published_snapshot`), so a build killed between its commit and its ledger row is not trained on."""
+    if version is not None:
+        snap = load_snapshot(table_path, version)
+        days = sorted({f.partition_values["ds"] for f in snap.files if "ds" in f.partition_values})
+        return dataclasses.replace(snap, day_versions={d: snap.version for d in days})
+    days = {f.partition_values["ds"] for f in live_files(table_path) if "ds" in f.partition_values}
+    return published_snapshot(table_path, days)

@@ -18,6 +18,7 @@ import torch
 from dynamix_spark.config import Config
 from training import baseline as lr_baseline
 from training.batch import Batch
+from training.delta_snapshot import DeltaSnapshot
 from training.loader import EbfLoader
 from training.metrics import BinaryMetrics
 
@@ -76,14 +77,14 @@ def headline(ev: dict) -> dict:
     return {k: ev[k] for k in ("ne", "auc", "log_loss", "n", "base_rate")}
 
 
-def logreg_baseline(cfg: Config, table: str, version: int, train_days: list[str], eval_loader: EbfLoader,
-                     train_batches: int) -> dict:
+def logreg_baseline(cfg: Config, table: str, snapshot: DeltaSnapshot, train_days: list[str],
+                    eval_loader: EbfLoader, train_batches: int) -> dict:
     """The logistic regression on target features (training/baseline.py): fitted on the rows DynInt trained on
     in its first epoch (the same seeded order, one shard; at most ``train.logreg_max_rows``), scored on the
     same evaluation rows as the reported model."""
     tc, buckets = cfg.train, cfg.model.hash_buckets
     t0 = time.perf_counter()
-    rows_loader = EbfLoader.from_config(table, version, cfg, train_days)
+    rows_loader = EbfLoader.from_config(table, None, cfg, train_days, snapshot=snapshot)
     batches = rows_loader.iter_epoch(0)
     with contextlib.closing(batches):
         x, y = lr_baseline.collect(itertools.islice(batches, max(1, train_batches)), buckets, tc.logreg_max_rows)

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from dynamix_spark.config import Config
-from training.delta_snapshot import live_files
+from training.delta_snapshot import training_snapshot
 
 TABLE2 = ("baseline", "remove_passive", "remove_active")
 TABLE3 = ("baseline", "boost_all", "boost_active")
@@ -28,14 +28,15 @@ COSTS = ("bytes_read", "embedding_lookups", "model_flops_forward")  # per exampl
 
 
 def _read_table(table: str, columns: Sequence[str]):
-    """A Delta table's latest snapshot as a pandas frame (JVM-free: the log replay and pyarrow)."""
+    """A ``ds``-partitioned Delta table as a pandas frame, each day as its last published run left it (the run
+    ledger's view, as training reads; JVM-free: the log replay and pyarrow)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     import pyarrow as pa
 
     parts = []
-    for f in live_files(table):
+    for f in training_snapshot(table).files:
         t = pq.read_table(f.path, columns=[c for c in columns if c != "ds"])
         for i, name in enumerate(t.column_names):  # timestamps as int64 microseconds since the epoch (UTC)
             if pa.types.is_timestamp(t.schema.field(i).type):

@@ -14,12 +14,13 @@ report are read JVM-free (``training/delta_snapshot`` and pyarrow).
    ``data/null_control/``.
    ``--raw-root PATH``: raw data in the contract (``<PATH>/<source>/ds=YYYY-MM-DD/`` with the landing marker);
    the nightly pipeline runs over every day found there into a separate lake, ``<runs-dir>/lake``.
-2. Runs (one process, sequentially, ``ebf_examples`` pinned at one Delta version): every arm of Tables 2
+2. Runs (one process, sequentially, ``ebf_examples`` pinned: each day at the version of the last run that
+   published it, the run ledger's view, read once for every run): every arm of Tables 2
    and 3 (policies baseline, remove_passive, remove_active, boost_all, boost_active) with ``--seeds`` seeds,
    then the ablation on the baseline policy with seed 1: the four model variants, PIN depth 1..4 and the
    orthogonal regularization rate. Runs with an identical configuration share one run (the default
    DWP / depth / rate of the ablation is the baseline arm's seed 1). A run folder whose ``report.json`` has
-   the same configuration and Delta version is reused unless ``--fresh``.
+   the same configuration and the same version of each of its days is reused unless ``--fresh``.
 3. Report: ``<out>/EXPERIMENTS.md``, ``<out>/experiments.json`` (every number of the report, and each run's
    folder) and ``<out>/experiments_*.png``.
 
@@ -52,7 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
-from training.delta_snapshot import latest_version, live_files  # noqa: E402
+from training.delta_snapshot import DeltaSnapshot, training_snapshot  # noqa: E402
 from training.spark_side import SparkJobError, run_job  # noqa: E402
 from training.experiment_figures import plot_ablation, plot_corr, plot_curves, plot_dwell  # noqa: E402
 from training.experiment_report import write_markdown  # noqa: E402
@@ -181,8 +182,16 @@ def _canon(d: Any) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def execute(cfg_path: str, base: Sequence[str], runs: Sequence[Run], runs_dir: Path, table: str, version: int,
-            fresh: bool, log) -> dict[str, dict]:
+def _same_rows(report: dict, snapshot: DeltaSnapshot) -> bool:
+    """Whether a finished run read its days at the versions ``snapshot`` holds them at (a report from before
+    ``day_versions``: every day at its ``delta_version``)."""
+    days = [*report.get("train_days", ()), *report.get("eval_days", ())]
+    had = report.get("day_versions") or {ds: report.get("delta_version") for ds in days}
+    return bool(days) and all(had.get(ds) == snapshot.day_versions.get(ds) for ds in days)
+
+
+def execute(cfg_path: str, base: Sequence[str], runs: Sequence[Run], runs_dir: Path, table: str,
+            snapshot: DeltaSnapshot, fresh: bool, log) -> dict[str, dict]:
     """Train every distinct run (in this process); {run name: report.json content}."""
     import torch
 
@@ -198,7 +207,7 @@ def execute(cfg_path: str, base: Sequence[str], runs: Sequence[Run], runs_dir: P
         want = json.loads(_canon(config_to_dict(cfg)))
         if not fresh and rep_path.exists():
             old = json.loads(rep_path.read_text())
-            if old.get("config") == want and old.get("delta_version") == version and old.get("table") == table:
+            if old.get("config") == want and old.get("table") == table and _same_rows(old, snapshot):
                 log(f"[{i}/{len(todo)}] {r.name}: reusing {rep_path}")
                 reports[r.name] = old
                 continue
@@ -207,7 +216,7 @@ def execute(cfg_path: str, base: Sequence[str], runs: Sequence[Run], runs_dir: P
         log(f"[{i}/{len(todo)}] {r.name}: training ({' '.join(r.overrides)})")
         t0 = time.perf_counter()
         torch.manual_seed(cfg.train.seed)
-        train(cfg, table, out, d, version)
+        train(cfg, table, out, d, snapshot=snapshot)
         (out / "checkpoint.pt").unlink(missing_ok=True)  # ~100 MB each; the experiments need only the report
         (out / "wall_seconds.json").write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
         reports[r.name] = json.loads(rep_path.read_text())
@@ -336,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_lake(cfg, generate=not args.raw_root, log=log)
     table = str((Path(cfg.paths.lake_root) / "ebf_examples").resolve())
-    version = latest_version(table)
+    snapshot = training_snapshot(table)  # every run reads the same rows: the run ledger's view, read once
     seeds = list(range(1, args.seeds + 1))
     arms, models, abl = plan_runs(seeds, ablation, model_seeds=seeds if args.model_seeds == "all" else seeds[:1])
     if models:  # the variant rows of the ablation table: seed 1 of each variant, as before
@@ -355,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     models = {v: [(s, alias[r.name]) for s, r in rs] for v, rs in models.items()}
     abl = {g: [(v, alias[r.name]) for v, r in rows] for g, rows in abl.items()}
     distinct = list(dict.fromkeys(alias.values()))
-    log(f"{len(distinct)} training runs on {table}@v{version}, runs in {runs_dir}")
-    reports = execute(args.config, base, distinct, runs_dir, table, version, args.fresh, log)
+    log(f"{len(distinct)} training runs on {table}@v{snapshot.version}, runs in {runs_dir}")
+    reports = execute(args.config, base, distinct, runs_dir, table, snapshot, args.fresh, log)
 
     log("segments, Figure 3, importance, epsilon and report")
     seg = segment_facts(cfg)
@@ -373,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                        "abs_corr_mean": float(seg["abs_corr"].mean()) if len(seg["abs_corr"]) else None}
     res["dwell"] = {f"{k}_{stat}": float(getattr(np, stat)(dwell[k])) if stat != "n" else int(len(dwell[k]))
                     for k in ("pos", "neg") for stat in ("n", "mean", "std")}
-    res["segment_truth"] = segment_truth(table, version, reports[arms["baseline"][0][1].name]["eval_days"],
+    res["segment_truth"] = segment_truth(snapshot.files, reports[arms["baseline"][0][1].name]["eval_days"],
                                          cfg.paths.truth_root)
     if args.importance:
         res["importance"] = importance(arms["baseline"][:1], runs_dir, cfg.ebf.low_importance_attributes, log)
@@ -398,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "runtime_s": time.perf_counter() - t_start, "train_runs": len(distinct), "data": data,
         "null_control": cfg.generator.null_control, "generator": config_to_dict(cfg.generator),
-        "lake_root": cfg.paths.lake_root, "raw_root": cfg.paths.raw_root, "table": table, "delta_version": version,
+        "lake_root": cfg.paths.lake_root, "raw_root": cfg.paths.raw_root, "table": table, "delta_version": snapshot.version,
+        "day_versions": dict(snapshot.day_versions),
         "train_days": r0["train_days"], "eval_days": r0["eval_days"], "eval_rows": r0["eval"]["n"],
         "seeds": seeds, "device": r0["device"], "variant": rc["model"]["variant"],
         "embed_dim": rc["model"]["embed_dim"], "num_layers": rc["model"]["num_layers"],
@@ -408,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": rc["train"].get("epochs"), "early_stopping_patience": rc["train"].get("early_stopping_patience"),
         "steps_per_epoch": r0.get("steps_per_epoch"),
         "final_eval_max_batches": rc["train"]["final_eval_max_batches"],
-        "eval_rows_total": sum(f.num_records or 0 for f in live_files(table, version)
+        "eval_rows_total": sum(f.num_records or 0 for f in snapshot.files
                                if f.partition_values.get("policy") == "baseline"
                                and f.partition_values.get("ds") in r0["eval_days"]),
         "train_wall_s_sum": sum(_wall(runs_dir / r.name) for r in distinct),

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 from dynamix_spark.config import Config, load_config  # noqa: E402
 from schemas.ebf import EBF_SOURCES, seq_col  # noqa: E402
 from training.batch import Batch  # noqa: E402
+from training.delta_snapshot import days_snapshot  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
 from training.metrics import BinaryMetrics  # noqa: E402
 from training.model import DynIntModel  # noqa: E402
@@ -126,8 +127,11 @@ def run_importance(run: Path, seed: int = 1, max_batches: int = 0) -> dict:
     best = run / "best.pt"
     state = torch.load(best if best.exists() else run / "checkpoint.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
-    loader = EbfLoader.from_config(rep["table"], rep["delta_version"], cfg, rep["eval_days"], shuffle_buffer=0,
-                                   shuffle=False, drop_last=False)
+    # the run's evaluation rows: each day at the version the run read it at (reports before the ledger: one version)
+    versions = rep.get("day_versions") or {ds: rep["delta_version"] for ds in rep["eval_days"]}
+    snap = days_snapshot(rep["table"], {ds: versions[ds] for ds in rep["eval_days"]})
+    loader = EbfLoader.from_config(rep["table"], None, cfg, rep["eval_days"], shuffle_buffer=0, shuffle=False,
+                                   drop_last=False, snapshot=snap)
 
     def batches() -> Iterator[Batch]:
         it = loader.iter_epoch(0)

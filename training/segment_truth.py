@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from training.delta_snapshot import live_files
+from training.delta_snapshot import DeltaFile
 
 ACTIVE_TYPES = ("positive", "negative")
 
@@ -40,16 +40,16 @@ def truth_confusion(examples: pd.DataFrame, truth: pd.DataFrame) -> dict:
     return out
 
 
-def segment_truth(table: str, version: int, days: Iterable[str], truth_root: str, policy: str = "baseline"
+def segment_truth(files: Iterable[DeltaFile], days: Iterable[str], truth_root: str, policy: str = "baseline"
                   ) -> dict | None:
-    """:func:`truth_confusion` of ``policy``'s examples of ``days`` in ``table`` at ``version``; None without
-    ``<truth_root>/truth_engagement``."""
+    """:func:`truth_confusion` of ``policy``'s examples of ``days`` in the ``ebf_examples`` files ``files`` (a
+    snapshot's); None without ``<truth_root>/truth_engagement``."""
     path = Path(truth_root) / "truth_engagement"
     if not path.exists():
         return None
     days = set(days)
     parts = []
-    for f in live_files(table, version):
+    for f in files:
         pv = f.partition_values
         if pv.get("policy") == policy and pv.get("ds") in days:
             df = pq.read_table(f.path, columns=["user_id", "event_ts_us"]).to_pandas()

@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
 from training.checkpoint import BEST, load_best, save_best, save_checkpoint  # noqa: E402
 from training.costs import cost_per_example  # noqa: E402
-from training.delta_snapshot import latest_version, live_files  # noqa: E402
+from training.delta_snapshot import DeltaSnapshot, training_snapshot  # noqa: E402
 from training.evaluation import (  # noqa: E402
     autocast,
     evaluate,
@@ -96,14 +96,14 @@ def setup_distributed() -> Dist:
     return Dist(rank, world, device)
 
 
-def split_days(table: str, version: int, policy: str, eval_days: int, train_days: int = 0
+def split_days(snapshot: DeltaSnapshot, policy: str, eval_days: int, train_days: int = 0
                ) -> tuple[list[str], list[str]]:
-    """(train days, evaluation days): the last ``eval_days`` of the policy's days are evaluation, the days
-    before them training (the last ``train_days`` of them; 0: all)."""
-    days = sorted({f.partition_values["ds"] for f in live_files(table, version)
-                   if f.partition_values.get("policy") == policy})
+    """(train days, evaluation days) of ``snapshot``: the last ``eval_days`` of the policy's days are evaluation,
+    the days before them training (the last ``train_days`` of them; 0: all)."""
+    days = sorted({f.partition_values["ds"] for f in snapshot.files if f.partition_values.get("policy") == policy})
     if len(days) < 2:
-        raise RuntimeError(f"{table}@v{version}: policy {policy!r} has {len(days)} day(s) {days}; training needs "
+        raise RuntimeError(f"{snapshot.table_path}@v{snapshot.version}: policy {policy!r} has {len(days)} day(s) "
+                           f"{days}; training needs "
                            "at least 2 (train days + ebf.eval_days)")
     k = min(eval_days, len(days) - 1)
     train = days[:-k]
@@ -119,16 +119,19 @@ def _broadcast_flag(flag: bool, d: Dist) -> bool:
 
 
 def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None = None, resume: bool = False,
-          log_every: int = LOG_EVERY) -> dict:
+          log_every: int = LOG_EVERY, snapshot: DeltaSnapshot | None = None) -> dict:
+    """Train on ``table`` read as ``snapshot``, else at ``version``, else each day as the last run that published
+    it left it (the run ledger: ``training.delta_snapshot.training_snapshot``); the report records each day's
+    version (``day_versions``)."""
     tc = cfg.train
     if log_every < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every}")
-    version = latest_version(table) if version is None else version
-    train_days, eval_days = split_days(table, version, tc.policy, cfg.ebf.eval_days, tc.train_days)
+    snap = snapshot if snapshot is not None else training_snapshot(table, version)
+    train_days, eval_days = split_days(snap, tc.policy, cfg.ebf.eval_days, tc.train_days)
     torch.manual_seed(tc.seed)
     cuda = d.device.type == "cuda"
-    loader = EbfLoader.from_config(table, version, cfg, train_days, cur_shard=d.rank, shard_count=d.world,
-                                   pin_memory=cuda)
+    loader = EbfLoader.from_config(table, None, cfg, train_days, cur_shard=d.rank, shard_count=d.world,
+                                   pin_memory=cuda, snapshot=snap)
     steps_per_epoch = loader.steps_per_epoch
     if steps_per_epoch == 0:
         raise RuntimeError(f"no full batch of {tc.batch_size} per rank in {train_days} (world {d.world})")
@@ -148,9 +151,9 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
         model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
         find_unused_parameters=True)  # a removed attribute's embedding gets no gradient in its batches
         if d.world > 1 else model)
-    eval_loader = EbfLoader.from_config(table, version, cfg, eval_days, shuffle_buffer=0, shuffle=False,
+    eval_loader = EbfLoader.from_config(table, None, cfg, eval_days, shuffle_buffer=0, shuffle=False,
                                         drop_last=False,  # every evaluation row is scored
-                                        pin_memory=cuda) if d.is_main else None
+                                        pin_memory=cuda, snapshot=snap) if d.is_main else None
     loss_fn = torch.nn.BCEWithLogitsLoss()
     train_metrics = BinaryMetrics()
     step, samples, train_secs, loader_wait_s = state["step"], 0, 0.0, 0.0
@@ -202,7 +205,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     _write_rank_file(out_dir, d, step, model)  # the last state, which checkpoint.pt also holds
     report = None
     if d.is_main:
-        report = _final_report(cfg, table, version, out_dir, d, model, loader, eval_loader, state, tlog,
+        report = _final_report(cfg, table, snap, out_dir, d, model, loader, eval_loader, state, tlog,
                                {"train_days": train_days, "eval_days": eval_days, "step": step,
                                 "steps_per_epoch": steps_per_epoch, "boundaries": boundaries, "samples": samples,
                                 "train_secs": train_secs, "loader_wait_s": loader_wait_s, "log_every": log_every})
@@ -211,7 +214,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
     return report or {"steps": step}
 
 
-def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist, model, loader: EbfLoader,
+def _final_report(cfg: Config, table: str, snap: DeltaSnapshot, out_dir: Path, d: Dist, model, loader: EbfLoader,
                   eval_loader: EbfLoader, state: dict, tlog, run: dict) -> dict:
     """Rank 0, after the last step: evaluate the last and the best model, the rates and the baseline, and write
     report.json, summary.md and the NE curve; the report describes the best evaluated model."""
@@ -231,13 +234,14 @@ def _final_report(cfg: Config, table: str, version: int, out_dir: Path, d: Dist,
     best_step = best["step"] if best is not None else step
     loader_rate = measure_loader_rate(loader, min(steps_per_epoch, 50))
     model_rate = measure_model_inference_rate(model, eval_loader, d.device)
-    logreg = (logreg_baseline(cfg, table, version, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
+    logreg = (logreg_baseline(cfg, table, snap, train_days, eval_loader, min(step, steps_per_epoch) * d.world)
               if tc.logreg_baseline else None)
     eval_batches = eval_loader.iter_epoch(0)
     with contextlib.closing(eval_batches):  # bytes, lookups and FLOPs per example: not moved by the host's load
         costs = cost_per_example(model, eval_loader, eval_batches)
     report = {
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "table": table, "delta_version": version,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "table": table, "delta_version": snap.version,
+        "day_versions": {ds: snap.day_versions[ds] for ds in (*train_days, *eval_days)},
         "policy": tc.policy, "variant": cfg.model.variant, "train_days": train_days, "eval_days": eval_days,
         "world_size": d.world, "device": str(d.device), "steps": step, "steps_per_epoch": steps_per_epoch,
         "epochs_configured": tc.epochs, "epoch_boundaries": boundaries,
@@ -306,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train DynInt on ebf_examples (DDP under torchrun)")
     p.add_argument("--config", default=str(ROOT / "conf" / "local.yaml"))
     p.add_argument("--table", help="ebf_examples path (default: <lake_root>/ebf_examples)")
-    p.add_argument("--version", type=int, help="Delta version to pin (default: the latest)")
+    p.add_argument("--version", type=int, help="Delta version to pin (default: each day at the version of the last "
+                   "run that published it, from the run ledger)")
     p.add_argument("--out", help="run folder (default: <train.out_dir>/<variant>-<policy>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--log-every", type=int, default=LOG_EVERY,
