@@ -6,7 +6,6 @@ so nothing here imports pyspark before a Spark fixture is used. Training-side te
 from ``tests/seam_spark.py`` run with the Spark side's Python (``SPARK_PYTHON``)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -68,6 +67,15 @@ def tiny_overrides(root: Path) -> list[str]:
         "generator.files_per_partition=2",
         "spark.conf={}",
     ]
+
+
+def lake_config(root: Path, *overrides: str):
+    """conf/local.yaml with the raw data, the lake, the planted truth and the Data Docs under ``root`` (a test
+    writes nothing into the checkout) and Spark's settings left to the session's; ``overrides`` come last and
+    win (``"quality.docs_dir=''"``: no Data Docs)."""
+    return load_config(ROOT / "conf" / "local.yaml", [
+        f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", f"paths.truth_root={root}/truth",
+        f"quality.docs_dir={root}/quality_docs", "spark.conf={}", *overrides])
 
 
 @pytest.fixture(scope="session")

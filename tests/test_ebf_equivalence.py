@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 
 import ebf_reference
-from conftest import MID_DS
+from conftest import MID_DS, lake_config
 from dynamix_spark import ebf
 from dynamix_spark.window_stats import US
 
@@ -91,15 +91,11 @@ def test_equals_previous_build_with_long_sequences(spark, tiny_cfg, tiny_pipelin
 def test_equals_previous_build_on_demo_day(spark, tmp_path_factory):
     """The demo's default dataset (4,000 users), its middle day, row for row (slow: the old build takes
     minutes)."""
-    from conftest import ROOT
-    from dynamix_spark.config import load_config
     from dynamix_spark.generate import write_raw
     from jobs import denoise, user_window_stats
 
     root = tmp_path_factory.mktemp("demo_day")
-    cfg = load_config(ROOT / "conf" / "local.yaml", [
-        f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", f"paths.truth_root={root}/truth",
-        f"quality.docs_dir={root}/quality_docs", "spark.conf={}"])
+    cfg = lake_config(root)
     write_raw(spark, cfg.generator, cfg.paths.raw_root, cfg.paths.truth_root)
     days = [(dt.date.fromisoformat(cfg.generator.start_date) + dt.timedelta(days=k)).isoformat()
             for k in range(cfg.generator.days)]

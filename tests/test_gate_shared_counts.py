@@ -16,8 +16,7 @@ import datetime as dt
 import pytest
 
 import dynamix_spark.quality.audit as audit
-from conftest import ROOT
-from dynamix_spark.config import load_config
+from conftest import lake_config
 from dynamix_spark.quality import Reconciliation, gate
 from schemas.raw import AD_IMPRESSIONS
 from schemas.tables import CLEAN_TABLES
@@ -30,8 +29,7 @@ CLEAN_CONV = CLEAN_TABLES["clean_conversions"]
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate_counts")
-    return load_config(ROOT / "conf" / "local.yaml", [
-        f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", "quality.docs_dir=''", "spark.conf={}"])
+    return lake_config(root, "quality.docs_dir=''")
 
 
 @pytest.fixture

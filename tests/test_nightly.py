@@ -6,8 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, TEST_DATES
-from dynamix_spark.config import load_config
+from conftest import ROOT, TEST_DATES, lake_config
 from dynamix_spark.raw_io import RawInputError
 from jobs import nightly
 from training.delta_snapshot import latest_version
@@ -27,11 +26,8 @@ def lake(spark, tiny_cfg, tiny_raw, tmp_path_factory):
     """A private copy of the tiny raw data and an empty lake; the nightly run over D1..D2, once."""
     root = tmp_path_factory.mktemp("nightly")
     shutil.copytree(tiny_cfg.paths.raw_root, root / "raw")
-    cfg = load_config(ROOT / "conf" / "local.yaml", [
-        f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", f"paths.truth_root={root}/truth",
-        f"quality.docs_dir={root}/quality_docs", "paths.database=nightly_test", "spark.conf={}",
-        "ebf.build_policies=[baseline, remove_passive]",
-        f"generator.start_date={D1}"])
+    cfg = lake_config(root, "paths.database=nightly_test", "ebf.build_policies=[baseline, remove_passive]",
+                      f"generator.start_date={D1}")
     report = nightly.run(spark, cfg, [D1, D2])
     yield cfg, report
     spark.sql("DROP DATABASE IF EXISTS nightly_test CASCADE")

@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
-from conftest import ROOT
+from conftest import ROOT, lake_config
 from dynamix_spark.config import ConfigError, load_config
 from dynamix_spark.delta_io import conform, overwrite_partition, table_path, table_version
 from dynamix_spark.quality import (
@@ -40,9 +40,7 @@ CLEAN_AD = CLEAN_TABLES["clean_ad_impressions"]
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     root = tmp_path_factory.mktemp("quality")
-    c = load_config(ROOT / "conf" / "local.yaml", [
-        f"paths.raw_root={root}/raw", f"paths.lake_root={root}/lake", "quality.docs_dir=''", "spark.conf={}"])
-    return c
+    return lake_config(root, "quality.docs_dir=''")
 
 
 def with_docs(cfg, path: Path):

@@ -78,15 +78,13 @@ DEFAULT_TRAIN = {"train.epochs": 3, "train.max_steps": 0, "train.train_days": 1,
 # The feature-importance pass (--importance) scores this many evaluation batches of the first seed's baseline
 # run 12 times (as read and once per ad attribute permuted).
 IMPORTANCE_BATCHES = 100
-# The experiments' own dataset (unless --raw-root): the generator's defaults (the planted mechanism) at 2,000
-# users, generated and built under data/experiments/ (the demo's lake, 4,000 users, is left alone): half the
-# rows of the demo's days, so that the 5 arms x 3 seeds and the variants, each trained for an epoch and scored
-# on the whole evaluation day, fit the time on 2 cores.
-# The generator's planted mechanism, sized so that one epoch at 2,000 users can see it (measured 2026-12-03,
-# docs/PLANTED_MECHANISM.md): a catalog of one item per category (organic and page ids name their category:
-# with 100 items, 5,000 hashed ids per source, the models learnt nothing from them in one epoch), 4 conversions
-# a median user-day (a window's Corr statistic needs conversions in it: more windows get a reliable one) and
-# engagement types that persist (0.95: the previous window's segment says the current window's type).
+# The experiments' own dataset (unless --raw-root), generated and built under data/experiments/ (the demo's lake
+# is left alone): 2,000 users, half the demo's, so that the 5 arms x 3 seeds and the variants, each trained for
+# an epoch and scored on the whole evaluation day, fit the time on 2 cores; and the planted mechanism sized so
+# that one epoch can see it (measured 2026-12-03, docs/PLANTED_MECHANISM.md): one catalog item per category
+# (organic and page ids name their category; with 100 items, 5,000 hashed ids per source, the models learnt
+# nothing from them in one epoch), 4 conversions a median user-day (a window's Corr statistic needs conversions
+# in it) and engagement types that persist (0.95: the previous window's segment says the current window's type).
 EXPERIMENT_DATA = {"generator.n_users": 2000, "generator.catalog_items_per_category": 1,
                    "generator.conversions_per_user_day": 4.0, "generator.engagement_persistence": 0.95,
                    "paths.raw_root": "data/experiments/raw",
