@@ -32,6 +32,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -134,27 +135,37 @@ def compare_table(spark: SparkSession, lake_a: str, lake_b: str, table: str, day
     columns = sorted(a.columns, key=lambda c: (declared.index(c) if c in declared else len(declared), c))
     kept = [c for c in columns if not run_specific(table, c)]
     excluded = tuple(c for c in columns if run_specific(table, c))
-    ca = _comparable(a, kept, round_digits, replace or []).cache()
+    ca = _comparable(a, kept, round_digits, replace or [])
     cb = _comparable(b, kept, round_digits, [])
     rows_a, rows_b = ca.count(), cb.count()
-    only_a, only_b = ca.exceptAll(cb), cb.exceptAll(ca)
     by_ds: dict[str, list[int]] = {}
     if "ds" in kept:
-        for side, df in enumerate((only_a, only_b)):
-            for r in df.groupBy("ds").count().collect():
-                by_ds.setdefault(r["ds"], [0, 0])[side] = r["count"]
+        # one day at a time: ebf_examples' arrays over every day in one exceptAll ran the demo lake's 1 GB
+        # driver out of heap (2026-12-03); a day's rows are a few hundred MB at most
+        all_days = sorted({r["ds"] for df in (a, b) for r in df.select("ds").distinct().collect()})
+        for d in all_days:
+            da, db = ca.where(F.col("ds") == d), cb.where(F.col("ds") == d)
+            counts = [da.exceptAll(db).count(), db.exceptAll(da).count()]
+            if any(counts):
+                by_ds[d] = counts
         n_a, n_b = sum(v[0] for v in by_ds.values()), sum(v[1] for v in by_ds.values())
     else:
-        n_a, n_b = only_a.count(), only_b.count()
-    ca.unpersist()
+        n_a, n_b = ca.exceptAll(cb).count(), cb.exceptAll(ca).count()
     equal = n_a == 0 and n_b == 0 and rows_a == rows_b
     return TableComparison(table, "equal" if equal else "different", rows_a, rows_b, n_a, n_b,
                            {d: (v[0], v[1]) for d, v in by_ds.items()}, excluded)
 
 
 def compare_lakes(spark: SparkSession, lake_a: str, lake_b: str, tables: list[str] | None = None,
-                  **kwargs) -> list[TableComparison]:
-    return [compare_table(spark, lake_a, lake_b, t, **kwargs) for t in (tables or registry())]
+                  on_result: Callable[[TableComparison], None] | None = None, **kwargs) -> list[TableComparison]:
+    """Every table's comparison; ``on_result`` is called with each as soon as it is known (a table of a demo
+    lake takes minutes)."""
+    out = []
+    for t in tables or registry():
+        out.append(compare_table(spark, lake_a, lake_b, t, **kwargs))
+        if on_result is not None:
+            on_result(out[-1])
+    return out
 
 
 def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> int:
@@ -180,12 +191,11 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> in
     if spark is None:
         from dynamix_spark.session import build_spark
 
-        spark = build_spark("compare-lakes", {"spark.sql.shuffle.partitions": "8"})
+        spark = build_spark("compare-lakes", {"spark.sql.shuffle.partitions": "32"})
     results = compare_lakes(spark, str(Path(args.lake_a).resolve()), str(Path(args.lake_b).resolve()),
-                            args.table or None, days=args.ds or None, round_digits=args.round_digits,
+                            args.table or None, on_result=lambda r: print(r.line(), flush=True),
+                            days=args.ds or None, round_digits=args.round_digits,
                             replace=[tuple(r.split("=", 1)) for r in args.replace])
-    for r in results:
-        print(r.line())
     different = [r.table for r in results if r.status == "different"]
     print(f"{len(results) - len(different)} of {len(results)} tables equal or absent from both"
           + (f"; DIFFERENT: {', '.join(different)}" if different else ""))
