@@ -374,7 +374,7 @@ def days_snapshot(table_path: str, day_versions: Mapping[str, int]) -> DeltaSnap
     snaps = {v: load_snapshot(table_path, v) for v in versions}
     newest = snaps[max(snaps)]
     if "ds" not in newest.partition_columns:
-        raise DeltaLogError(f"{table_path}: not partitioned by ds; published_snapshot reads per-day partitions")
+        raise DeltaLogError(f"{table_path}: not partitioned by ds; a snapshot of days reads per-day partitions")
     files = sorted((f for d, v in day_versions.items() for f in snaps[v].files if f.partition_values.get("ds") == d),
                    key=lambda f: f.path)
     return dataclasses.replace(newest, files=tuple(files), day_versions=dict(day_versions))

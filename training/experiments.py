@@ -54,6 +54,7 @@ if str(ROOT) not in sys.path:
 
 from dynamix_spark.config import Config, ConfigError, config_to_dict, load_config  # noqa: E402
 from training.delta_snapshot import DeltaSnapshot, training_snapshot  # noqa: E402
+from training.run_report import report_day_versions  # noqa: E402
 from training.spark_side import SparkJobError, run_job  # noqa: E402
 from training.experiment_figures import plot_ablation, plot_corr, plot_curves, plot_dwell  # noqa: E402
 from training.experiment_report import write_markdown  # noqa: E402
@@ -183,9 +184,8 @@ def _canon(d: Any) -> str:
 def _same_rows(report: dict, snapshot: DeltaSnapshot) -> bool:
     """Whether a finished run read its days at the versions ``snapshot`` holds them at (a report from before
     ``day_versions``: every day at its ``delta_version``)."""
-    days = [*report.get("train_days", ()), *report.get("eval_days", ())]
-    had = report.get("day_versions") or {ds: report.get("delta_version") for ds in days}
-    return bool(days) and all(had.get(ds) == snapshot.day_versions.get(ds) for ds in days)
+    had = report_day_versions(report)
+    return bool(had) and all(snapshot.day_versions.get(ds) == v for ds, v in had.items())
 
 
 def execute(cfg_path: str, base: Sequence[str], runs: Sequence[Run], runs_dir: Path, table: str,
@@ -405,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "runtime_s": time.perf_counter() - t_start, "train_runs": len(distinct), "data": data,
         "null_control": cfg.generator.null_control, "generator": config_to_dict(cfg.generator),
-        "lake_root": cfg.paths.lake_root, "raw_root": cfg.paths.raw_root, "table": table, "delta_version": snapshot.version,
-        "day_versions": dict(snapshot.day_versions),
+        "lake_root": cfg.paths.lake_root, "raw_root": cfg.paths.raw_root, "table": table,
+        "delta_version": snapshot.version, "day_versions": dict(snapshot.day_versions),
         "train_days": r0["train_days"], "eval_days": r0["eval_days"], "eval_rows": r0["eval"]["n"],
         "seeds": seeds, "device": r0["device"], "variant": rc["model"]["variant"],
         "embed_dim": rc["model"]["embed_dim"], "num_layers": rc["model"]["num_layers"],

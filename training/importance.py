@@ -42,6 +42,7 @@ from training.delta_snapshot import days_snapshot  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
 from training.metrics import BinaryMetrics  # noqa: E402
 from training.model import DynIntModel  # noqa: E402
+from training.run_report import report_day_versions  # noqa: E402
 
 AD_ATTRIBUTES: tuple[str, ...] = EBF_SOURCES["ad"]
 
@@ -127,8 +128,7 @@ def run_importance(run: Path, seed: int = 1, max_batches: int = 0) -> dict:
     best = run / "best.pt"
     state = torch.load(best if best.exists() else run / "checkpoint.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
-    # the run's evaluation rows: each day at the version the run read it at (reports before the ledger: one version)
-    versions = rep.get("day_versions") or {ds: rep["delta_version"] for ds in rep["eval_days"]}
+    versions = report_day_versions(rep)  # the run's evaluation rows: each day at the version the run read it at
     snap = days_snapshot(rep["table"], {ds: versions[ds] for ds in rep["eval_days"]})
     loader = EbfLoader.from_config(rep["table"], None, cfg, rep["eval_days"], shuffle_buffer=0, shuffle=False,
                                    drop_last=False, snapshot=snap)

@@ -1,8 +1,16 @@
 """A training run's report as a person reads it: ``summary.md`` (:func:`summary_text` of ``report.json``) and the
-NE curve (:func:`plot_curve`, the paper's Figure 5) with the epoch boundaries and the best step marked."""
+NE curve (:func:`plot_curve`, the paper's Figure 5) with the epoch boundaries and the best step marked; which
+version of each day it read (:func:`report_day_versions`)."""
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def report_day_versions(r: dict) -> dict[str, int]:
+    """{ds: the Delta version the run read it at} for the run's train and evaluation days (a report from before
+    ``day_versions``: every day at its ``delta_version``)."""
+    return dict(r.get("day_versions") or {ds: r.get("delta_version")
+                                             for ds in (*r.get("train_days", ()), *r.get("eval_days", ()))})
 
 
 def summary_text(r: dict) -> str:
