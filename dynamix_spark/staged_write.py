@@ -11,11 +11,13 @@ Every job publishes through a :class:`StagedWrite`, so the sequence is written o
     # leaving the block unpersists what the stage persisted (also when a gate failed)
 
 - :meth:`StagedWrite.add` conforms a table's rows to its schema, persists them (the gate scans them several
-  times, the write once more) and runs the table's suite at once (:func:`dynamix_spark.quality.gate` with
+  times, the write once more; with ``checkpoint``, materialised at once as a local checkpoint) and runs the
+  table's suite at once (:func:`dynamix_spark.quality.gate` with
   ``record=False``; its keyword arguments pass through: ``reconciliation``, ``expected_rows``, ...);
 - :meth:`StagedWrite.audit` gates an input that is checked but not written (a raw partition);
 - :meth:`StagedWrite.commit` appends every gate's checks to ``quality_results`` (also when one failed, so a
-  blocked run leaves its evidence), then raises :class:`~dynamix_spark.quality.QualityGateError` if any
+  blocked run leaves its evidence), renders their Data Docs in one site build (one per gate cost 0.2 s each:
+  GX compiles its page templates again on every build), then raises :class:`~dynamix_spark.quality.QualityGateError` if any
   critical check failed, else replaces each table's ``ds`` partition in the order the tables were added
   (:func:`~dynamix_spark.delta_io.overwrite_partition`, one commit per table) and returns the versions;
 - :meth:`StagedWrite.record_run` publishes the run: one ``run_ledger`` row with every committed table's version
@@ -25,11 +27,23 @@ Every job publishes through a :class:`StagedWrite`, so the sequence is written o
 
 A table of several outputs needs one more ``add``; the gates, the recording and the all-or-none commit follow.
 Cost: each ``add`` costs its gate (a few Spark jobs over the persisted rows); the stage itself adds none.
+
+``checkpoint=True`` (denoise, user_window_stats) makes :meth:`~StagedWrite.cache` and :meth:`~StagedWrite.add`
+materialise each DataFrame at once into a local checkpoint (``localCheckpoint(eager=True)``, memory then disk)
+instead of a lazy ``persist``. Two costs move: the rows are computed by the job's own step, not by the gate's first
+scan (the gate's seconds are the gate's), and every later query over them is planned from a scan of the stored
+rows instead of the whole lineage (a persisted DataFrame keeps its plan; Spark analyses and optimises all of it
+for each of a gate's ~10 queries before it substitutes the cache). Measured on a demo day (BENCHMARKS.md, issue
+17): user_window_stats 23-30 s -> 16-20 s, its gates 10-12 s -> 6-8 s. A local checkpoint lives in the
+executors' block managers: a lost executor fails the job instead of recomputing the rows (the nightly's retry
+re-runs the day). build_ebf keeps ``persist``: its 5 policies' examples are larger than the others' outputs and
+stay compressed in the columnar cache.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -41,7 +55,7 @@ from dynamix_spark.config import Config
 from dynamix_spark.delta_io import (RunMetrics, append_run_metrics, conform, is_delta, overwrite_partition,
                                     table_path)
 from dynamix_spark.ledger import append_ledger
-from dynamix_spark.quality import GateResult, gate, publish_or_fail, record_results
+from dynamix_spark.quality import GateResult, gate, publish_or_fail, record_results, render_gate_docs
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +77,14 @@ class StagedWrite:
     (:meth:`cache`, :meth:`add`), whether the run committed or failed.
     """
 
-    def __init__(self, spark: SparkSession, cfg: Config, *, job: str, run_id: str, ds: str):
+    def __init__(self, spark: SparkSession, cfg: Config, *, job: str, run_id: str, ds: str, checkpoint: bool = False):
         self.spark, self.cfg, self.job, self.run_id, self.ds = spark, cfg, job, run_id, ds
+        self.checkpoint = checkpoint
         self.results: list[GateResult] = []
         self._staged: list[_Staged] = []
         self._persisted: list[DataFrame] = []
         self.versions: dict[str, int] = {}  # what commit() committed: {table: version}
+        self.docs_seconds = 0.0  # the run's Data Docs build (commit): the gates' cost beside gate_seconds
 
     def __enter__(self) -> "StagedWrite":
         return self
@@ -83,14 +99,18 @@ class StagedWrite:
             log.warning("staged write: unpersist after a failed run failed: %s", e)
 
     def cache(self, df: DataFrame) -> DataFrame:
-        """``df`` persisted (memory, then disk) until the stage closes: for an intermediate read several times."""
-        out = df.persist(StorageLevel.MEMORY_AND_DISK)
+        """``df`` persisted (memory, then disk) until the stage closes: for an intermediate read several times.
+        With ``checkpoint``, computed now into a local checkpoint whose plan is a scan of the stored rows."""
+        if self.checkpoint:
+            out = df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
+        else:
+            out = df.persist(StorageLevel.MEMORY_AND_DISK)
         self._persisted.append(out)
         return out
 
     def _gate(self, df: DataFrame, table: str, gate_kwargs: Mapping[str, Any]) -> GateResult:
         result = gate(self.spark, df, table, self.ds, self.cfg, job=self.job, run_id=self.run_id, record=False,
-                      **gate_kwargs)
+                      render_docs=False, **gate_kwargs)
         self.results.append(result)
         return result
 
@@ -132,6 +152,9 @@ class StagedWrite:
         """
         lake = self.cfg.paths.lake_root
         record_results(self.spark, lake, self.results)
+        t0 = time.perf_counter()
+        self.results = render_gate_docs(self.cfg, self.results)  # one Data Docs build for the run's gates
+        self.docs_seconds = time.perf_counter() - t0
 
         def publish() -> dict[str, int]:
             versions = {}
@@ -153,12 +176,13 @@ class StagedWrite:
 
     @property
     def gate_seconds(self) -> float:
-        """Wall seconds spent in this stage's gates (each gate's ``quality_results.gate_seconds``, summed)."""
+        """Wall seconds spent in this stage's gates (each gate's ``quality_results.gate_seconds``: suite and audit
+        checks, summed); the run's one Data Docs build is :attr:`docs_seconds` (``run_metrics.params``)."""
         return sum(r.elapsed_s for r in self.results)
 
     def record_run(self, metrics: Sequence[RunMetrics]) -> None:
         """Publish the run, then mark ``metrics`` succeeded and append them to ``run_metrics``; each row's params
-        get the run's ``quality_warnings`` and ``gate_seconds``.
+        get the run's ``quality_warnings``, ``gate_seconds`` and ``docs_seconds``.
 
         Publishing is one ``run_ledger`` append with the version of every table :meth:`commit` committed, after
         the last commit: from then on readers see this run's partitions, before it the previous run's. The ledger
@@ -167,12 +191,25 @@ class StagedWrite:
                       versions=self.versions)
         now = dt.datetime.now(dt.timezone.utc)
         for m in metrics:
-            m.params = {**m.params, "quality_warnings": self.warnings, "gate_seconds": round(self.gate_seconds, 3)}
+            m.params = {**m.params, "quality_warnings": self.warnings, "gate_seconds": round(self.gate_seconds, 3),
+                        "docs_seconds": round(self.docs_seconds, 3)}
             m.status, m.ended_at = "succeeded", now
         append_run_metrics(self.spark, self.cfg.paths.lake_root, list(metrics))
 
     def close(self) -> None:
-        """Unpersist what the stage persisted."""
+        """Unpersist what the stage persisted (a local checkpoint: the blocks of the RDD its plan scans)."""
         for df in self._persisted:
-            df.unpersist()
+            if self.checkpoint:
+                _release_checkpoint(df)
+            else:
+                df.unpersist()
         self._persisted.clear()
+
+
+def _release_checkpoint(df: DataFrame) -> None:
+    """Drop the stored blocks of a DataFrame made by ``localCheckpoint`` (its plan is a ``LogicalRDD`` over the
+    checkpointed RDD; ``DataFrame.unpersist`` only knows the cache manager's entries). Through the context's
+    ``unpersistRDD``: ``RDD.unpersist`` warns, for every such RDD, that its lineage cannot be recomputed."""
+    plan = df._jdf.queryExecution().analyzed()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        df.sparkSession.sparkContext._jsc.sc().unpersistRDD(plan.rdd().id(), False)

@@ -69,7 +69,7 @@ def run(spark, cfg: Config, ds: str) -> dict[str, Outcome]:
               "required_sources": list(paths.required_sources)}
     present, raw = extract(spark, paths, ds)
     metrics, outcomes, states, quarantined = [], {}, {}, []
-    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds) as stage:
+    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds, checkpoint=True) as stage:
         for src in RAW_SOURCES:
             metrics.append(RunMetrics(run_id=run_id, job=JOB, ds=ds, source=src, params=params))
             # The raw partition is read once, into the cache: the classification and the raw gate's scans read it there.

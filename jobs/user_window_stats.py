@@ -60,7 +60,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
     if ds not in conv_days:
         # A day with impressions but no conversion partition would label everything negative.
         raise RuntimeError(f"clean_conversions has no partition ds={ds}: run denoise for {ds} first")
-    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds) as stage:
+    with StagedWrite(spark, cfg, job=JOB, run_id=run_id, ds=ds, checkpoint=True) as stage:
         labelled = stage.cache(label_impressions(imps, conv, cfg.stats))
         stats = stage.cache(window_stats(labelled, cfg.stats))
         choice = choose_epsilon(stats, labelled, cfg.segmentation, cfg.stats.window_length_s)

@@ -19,8 +19,9 @@ validated by GX as well, so they are stored and rendered like the others:
 - ``active_share_band``: the share of user windows with a corr that are active is within
   ``segmentation.target_active_fraction`` +/- ``quality.active_share_tolerance`` (critical in the
   ``target_active_fraction`` mode, which promises that share; a warning in the other modes);
-- ``drift:<statistic>``: key statistics against the previous ``ds`` partition (``schemas.expectations.DRIFT_STATS``;
-  severity ``quality.drift_severity``, a warning by default);
+- ``drift:<statistic>``: key statistics against the previous ``ds`` (``schemas.expectations.DRIFT_STATS``;
+  severity ``quality.drift_severity``, a warning by default): as the gate of the run that published that day
+  recorded them in ``quality_results``, or, where it recorded none, computed from that day's partition;
 - ``type:<column>`` for nested columns (GX's Spark type check compares only the outer type class).
 
 Every gate call appends one row per check to the Delta table ``quality_results`` (schema
@@ -33,6 +34,7 @@ module holds :func:`gate`, which runs them in order, and re-exports the public n
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -61,7 +63,8 @@ from schemas.expectations import SUITE_SCHEMAS, Expect, suite
 
 __all__ = [
     "COUNTS_FORMAT", "EXAMPLES", "CheckResult", "GateResult", "QualityGateError", "Reconciliation", "gate",
-    "load_previous_partition", "publish_or_fail", "record_results", "source_present_check", "suite_settings",
+    "load_previous_partition", "publish_or_fail", "record_results", "render_gate_docs", "source_present_check",
+    "suite_settings",
     "_gx", "_to_gx",  # the GX context and expectation builder, for tests/test_quality.py
 ]
 
@@ -70,6 +73,27 @@ log = logging.getLogger(__name__)
 
 # The suites' expectations whose GX result is the table's row count (its ``table.row_count`` metric).
 _ROW_COUNT_TYPES = ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal")
+
+
+def render_gate_docs(cfg: Config, results: Sequence[GateResult]) -> list[GateResult]:
+    """Render the Data Docs of ``results`` (gates of one run and ``ds``) in one GX site build, and their gate
+    summaries and the top index; return them with ``docs_index`` set. Nothing without ``quality.docs_dir``.
+    Rendering is a report, not a check: a failure is logged and never blocks a run."""
+    docs_dir = cfg.quality.docs_dir
+    if not docs_dir or not results:
+        return list(results)
+    first = results[0]
+    docs = None
+    try:
+        docs = _render_docs(_gx(), docs_dir, first.ds, first.run_id, [k for r in results for k in r.docs_keys])
+    except Exception as e:
+        log.warning("quality: Data Docs rendering failed for %s ds=%s: %s", [r.table for r in results], first.ds, e)
+    out = [dataclasses.replace(r, docs_index=docs) for r in results]
+    try:
+        _write_gate_summary(docs_dir, out)
+    except OSError as e:
+        log.warning("quality: could not write the gate summary under %s: %s", docs_dir, e)
+    return out
 
 
 def _gx_row_count(checks: Sequence[CheckResult]) -> int | None:
@@ -86,21 +110,24 @@ def _gx_row_count(checks: Sequence[CheckResult]) -> int | None:
 def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *, job: str, run_id: str,
          reconciliation: Reconciliation | None = None, expected_rows: int | None = None,
          previous: DataFrame | None = None, load_previous: bool = True, record: bool = True,
-         extra_checks: Sequence[CheckResult] = ()) -> GateResult:
+         extra_checks: Sequence[CheckResult] = (), render_docs: bool = True) -> GateResult:
     """Validate the staged ``df`` of ``table`` for ``ds`` (persist it first: it is scanned several times).
 
     - the table's suite from ``schemas.expectations.suite`` (GX, on the Spark DataFrame);
     - ``reconciliation``: raw = clean (``df``'s rows) + quarantined + drops, for a clean table;
     - ``expected_rows``: ``df`` must have exactly this many rows (``row_count_reconciles``), e.g. clean ad
       impressions of the day x policies for ``ebf_examples``;
-    - drift against ``previous`` (default: the published partition of ``ds`` - 1, when ``load_previous``);
+    - drift against ``previous`` (default, when ``load_previous``: the statistics of ``ds`` - 1 that the gate of
+      ``job``'s run that published that day recorded, else that day's partition);
     - the active-share band for ``user_window_stats``;
     - ``extra_checks``: results the caller established without the data (``source_present`` for a raw source,
       :func:`source_present_check`), recorded with the rest.
 
     With ``record`` the results are appended to ``quality_results`` at once (also when the gate fails, so
-    a blocked run leaves its evidence); Data Docs are rendered when ``quality.docs_dir`` is set. The
-    caller decides what a failure does: :func:`publish_or_fail` raises on a critical one.
+    a blocked run leaves its evidence); Data Docs are rendered when ``quality.docs_dir`` is set and
+    ``render_docs`` (False: the caller renders several gates' at once with :func:`render_gate_docs`, as the
+    staged write does at its commit). The caller decides what a failure does: :func:`publish_or_fail` raises on a
+    critical one.
     """
     if table not in SUITE_SCHEMAS:
         raise KeyError(f"no expectation suite for table {table!r} (known: {sorted(SUITE_SCHEMAS)})")
@@ -114,7 +141,8 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
     checks, keys = _with_examples(g, table, df, expects, checks, keys, run_id, checked_at)
     row_count = _gx_row_count(checks)
 
-    audit = _audit(spark, df, table, ds, cfg, reconciliation, previous, load_previous, row_count=row_count)
+    audit = _audit(spark, df, table, ds, cfg, reconciliation, previous, load_previous, row_count=row_count,
+                   job=job, run_id=run_id)
     if audit.expects:
         audit_checks, audit_keys = _validate(g, f"{table}.audit", audit.frame(), audit.expects, run_id, checked_at)
         keys += audit_keys
@@ -124,19 +152,11 @@ def gate(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config, *
     checks += audit.direct
     checks += list(extra_checks)
 
-    docs = None
-    if cfg.quality.docs_dir:
-        try:
-            docs = _render_docs(g, cfg.quality.docs_dir, ds, run_id, keys)
-        except Exception as e:  # rendering is a report, not a check: never block a run on it
-            log.warning("quality: Data Docs rendering failed for %s ds=%s: %s", table, ds, e)
     result = GateResult(run_id=run_id, job=job, table=table, ds=ds, checks=tuple(checks), checked_at=checked_at,
-                        elapsed_s=time.perf_counter() - t0, docs_index=docs, row_count=row_count)
-    if cfg.quality.docs_dir:
-        try:
-            _write_gate_summary(cfg.quality.docs_dir, result)
-        except OSError as e:
-            log.warning("quality: could not write the gate summary under %s: %s", cfg.quality.docs_dir, e)
+                        elapsed_s=0.0, row_count=row_count, docs_keys=tuple(keys))
+    if render_docs:
+        result = render_gate_docs(cfg, [result])[0]
+    result = dataclasses.replace(result, elapsed_s=time.perf_counter() - t0)
     for c in result.warnings:
         log.warning("quality warning: %s ds=%s %s observed %s", table, ds, c.expectation, c.observed)
     for c in result.critical_failures:

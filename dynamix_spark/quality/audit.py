@@ -8,6 +8,8 @@ rendered like the suites' checks. Also the config-to-suite settings (:func:`suit
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -21,7 +23,7 @@ from dynamix_spark.delta_io import is_delta, table_path
 from dynamix_spark.quality.results import CheckResult, Reconciliation
 from schemas.dates import previous_day
 from schemas.expectations import DRIFT_STATS, SUITE_SCHEMAS, Expect, SuiteSettings, nested_columns
-from schemas.names import USER_WINDOW_STATS_TABLE, table_source
+from schemas.names import QUALITY_RESULTS_TABLE, RUN_LEDGER_TABLE, USER_WINDOW_STATS_TABLE, table_source
 from schemas.tables import RAW_TABLES
 
 
@@ -55,6 +57,47 @@ def load_previous_partition(spark: SparkSession, table: str, ds: str, cfg: Confi
     if not is_delta(spark, path):
         return None
     return spark.read.format("delta").load(path).where(F.col("ds") == prev)
+
+
+@functools.lru_cache(maxsize=8)
+def _recorded_day(spark: SparkSession, lake_root: str, job: str, ds: str, reader: str) -> tuple[str | None, dict]:
+    """(run_id, {table: {statistic: value}}): the drift statistics every gate of the run of ``job`` that published
+    ``ds`` recorded in ``quality_results`` (the run ledger's latest row of ``job`` and ``ds``; a run that never
+    published, e.g. one its gates blocked, has none). (None, {}) without such a run. One query per ``reader``
+    (the run asking: its gates share it)."""
+    ledger, results = table_path(lake_root, RUN_LEDGER_TABLE), table_path(lake_root, QUALITY_RESULTS_TABLE)
+    if not (is_delta(spark, ledger) and is_delta(spark, results)):
+        return None, {}
+    last = (spark.read.format("delta").load(ledger).where((F.col("ds") == ds) & (F.col("job") == job))
+            .orderBy(F.col("committed_at").desc()).select("run_id").limit(1).collect())
+    if not last:
+        return None, {}
+    run_id = last[0]["run_id"]
+    rows = (spark.read.format("delta").load(results)
+            .where((F.col("ds") == ds) & (F.col("run_id") == run_id) & F.col("expectation").startswith("drift"))
+            .select("table", "expectation", "details").collect())
+    out: dict[str, dict] = {}
+    for r in rows:
+        details = json.loads(r["details"] or "{}")
+        if r["expectation"] == "drift":  # skipped (no day before it): today's statistics in its details
+            out.setdefault(r["table"], {}).update(details.get("today") or {})
+        else:  # drift:<statistic>, checked (inputs) or skipped for a non-finite value (details)
+            values = details.get("inputs", details)
+            if "today" in values:
+                out.setdefault(r["table"], {})[r["expectation"].split(":", 1)[1]] = values["today"]
+    return run_id, out
+
+
+def recorded_statistics(spark: SparkSession, cfg: Config, job: str, table: str, ds: str, reader: str
+                        ) -> tuple[str, dict[str, Any]] | None:
+    """(run_id, statistics): ``table``'s drift statistics of ``ds`` as the gate of the run that published ``ds``
+    recorded them, or None where that run recorded none of some statistic (a lake from before they were
+    recorded, a table that run did not gate): the caller then reads the partition."""
+    run_id, tables = _recorded_day(spark, cfg.paths.lake_root, job, ds, reader)
+    stats = tables.get(table, {})
+    if run_id is None or any(s.name not in stats for s in DRIFT_STATS[table]):
+        return None
+    return run_id, {s.name: stats[s.name] for s in DRIFT_STATS[table]}
 
 
 def _count(x: DataFrame | int) -> int:
@@ -97,10 +140,16 @@ class _Audit:
 
 def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
            reconciliation: Reconciliation | None, previous: DataFrame | None, load_previous: bool,
-           row_count: int | None = None) -> _Audit:
+           row_count: int | None = None, job: str | None = None, run_id: str | None = None) -> _Audit:
     """The audit checks of ``df``. ``row_count``: ``df``'s rows as the suite's GX run counted them; when the day's
     statistics need no more than that count (the raw tables, ``clean_conversions``, ``quarantine``), no Spark
-    aggregation of ``df`` runs here."""
+    aggregation of ``df`` runs here.
+
+    Drift compares today's statistics with the previous day's: ``previous`` when given; else, with
+    ``load_previous``, the statistics the gate of the run of ``job`` that published the previous day recorded
+    (:func:`recorded_statistics`: no scan of that day), or where it recorded none, the previous partition
+    (:func:`load_previous_partition`). Every gate records today's statistics (in its drift rows, or in the
+    skipped ``drift`` row of a day without a previous one) for the next day's gate."""
     a = _Audit()
     q = cfg.quality
     schema = SUITE_SCHEMAS[table]
@@ -156,19 +205,26 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
 
     stats = DRIFT_STATS[table]
     if stats:
+        before, source = None, "given"
         if previous is None and load_previous:
-            previous = load_previous_partition(spark, table, ds, cfg)
-        before = _stats(previous, table) if previous is not None else None
+            recorded = recorded_statistics(spark, cfg, job, table, previous_day(ds), run_id) if job and run_id else None
+            if recorded is not None:
+                before, source = recorded[1], f"recorded by run {recorded[0]}"
+            else:
+                previous, source = load_previous_partition(spark, table, ds, cfg), "partition"
+        if before is None and previous is not None:
+            before = _stats(previous, table)
         if before is None or not before.get("row_count"):
             a.direct.append(CheckResult("drift", q.drift_severity, True,
-                                        f"skipped: no previous partition ds={previous_day(ds)}", {"previous_ds": previous_day(ds)}))
+                                        f"skipped: no previous partition ds={previous_day(ds)}",
+                                        {"previous_ds": previous_day(ds), "today": {s.name: today.get(s.name) for s in stats}}))
         else:
             for s in stats:
                 now, prev = today.get(s.name), before.get(s.name)
                 name = f"drift:{s.name}"
                 if not (_finite(prev) and _finite(now)):
                     a.direct.append(CheckResult(name, q.drift_severity, True, f"skipped: today={now}, previous={prev}",
-                                                {"today": now, "previous": prev}))
+                                                {"today": now, "previous": prev, "previous_from": source}))
                     continue
                 if s.kind == "row_count":
                     tol = q.drift_row_count_tolerance
@@ -180,7 +236,8 @@ def _audit(spark: SparkSession, df: DataFrame, table: str, ds: str, cfg: Config,
                       Expect(name, "ExpectColumnValuesToBeBetween",
                              {"column": f"drift__{s.name}", "min_value": lo, "max_value": hi}, q.drift_severity),
                       f"{now:.6g} vs previous {prev:.6g} (allowed [{lo:.6g}, {hi:.6g}])",
-                      {"today": now, "previous": prev, "previous_ds": previous_day(ds), "kind": s.kind, "tolerance": tol})
+                      {"today": now, "previous": prev, "previous_ds": previous_day(ds), "previous_from": source,
+                       "kind": s.kind, "tolerance": tol})
     return a
 
 

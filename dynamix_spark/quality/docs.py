@@ -11,7 +11,7 @@ import json
 import os
 import re
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
     from dynamix_spark.quality.gx import _Gx
@@ -58,15 +58,16 @@ def _share_static(docs_dir: str, site: str) -> None:
     os.symlink(os.path.relpath(shared, site), static)
 
 
-def _write_gate_summary(docs_dir: str, result: "GateResult") -> None:
-    """``<run site>/gates/<table>.json`` and the top ``<docs_dir>/index.html`` listing every run's gates."""
-    site = os.path.join(docs_dir, result.ds, _safe(result.run_id))
-    os.makedirs(os.path.join(site, "gates"), exist_ok=True)
-    summary = {"table": result.table, "job": result.job, "passed": result.passed,
-               "critical_failures": [[c.expectation, c.observed] for c in result.critical_failures],
-               "warnings": [[c.expectation, c.observed] for c in result.warnings], "checks": len(result.checks)}
-    with open(os.path.join(site, "gates", f"{_safe(result.table)}.json"), "w") as f:
-        json.dump(summary, f, sort_keys=True)
+def _write_gate_summary(docs_dir: str, results: "Sequence[GateResult]") -> None:
+    """``<run site>/gates/<table>.json`` per result and the top ``<docs_dir>/index.html`` listing every run's gates."""
+    for result in results:
+        site = os.path.join(docs_dir, result.ds, _safe(result.run_id))
+        os.makedirs(os.path.join(site, "gates"), exist_ok=True)
+        summary = {"table": result.table, "job": result.job, "passed": result.passed,
+                   "critical_failures": [[c.expectation, c.observed] for c in result.critical_failures],
+                   "warnings": [[c.expectation, c.observed] for c in result.warnings], "checks": len(result.checks)}
+        with open(os.path.join(site, "gates", f"{_safe(result.table)}.json"), "w") as f:
+            json.dump(summary, f, sort_keys=True)
     rows = []
     for ds_dir in sorted(os.listdir(docs_dir), reverse=True):
         runs = os.path.join(docs_dir, ds_dir)

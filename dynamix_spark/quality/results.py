@@ -54,11 +54,13 @@ class GateResult:
     ds: str
     checks: tuple[CheckResult, ...]
     checked_at: dt.datetime
-    elapsed_s: float  # the gate's wall seconds (suite, audit checks, Data Docs): quality_results.gate_seconds
+    elapsed_s: float  # the gate's wall seconds (suite, audit checks, its Data Docs): quality_results.gate_seconds
     docs_index: str | None = None  # file:// URL of the Data Docs index, when rendered
     # The gated rows as Great Expectations counted them (its table.row_count), None if no expectation of the
     # suite needed it: a count other checks can share (denoise's reconciliation takes the raw gate's).
     row_count: int | None = None
+    # GX's store keys of this gate's validation results: what a Data Docs site renders (render_gate_docs).
+    docs_keys: tuple = ()
 
     @property
     def critical_failures(self) -> tuple[CheckResult, ...]:
