@@ -70,6 +70,16 @@ def recorded_versions(spark: SparkSession, lake_root: str, table: str, days: Ite
     return {r["ds"]: int(r["v"]) for r in rows}
 
 
+def published_run(spark: SparkSession, lake_root: str, job: str, ds: str) -> str | None:
+    """The run_id of the last run of ``job`` that published ``ds`` (its latest ledger row), or None."""
+    path = table_path(lake_root, RUN_LEDGER_TABLE)
+    if not is_delta(spark, path):
+        return None
+    last = (spark.read.format("delta").load(path).where((F.col("ds") == ds) & (F.col("job") == job))
+            .orderBy(F.col("committed_at").desc()).select("run_id").limit(1).collect())
+    return last[0]["run_id"] if last else None
+
+
 def _hadoop_fs(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)

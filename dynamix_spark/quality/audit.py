@@ -20,10 +20,11 @@ from pyspark.sql import functions as F
 
 from dynamix_spark.config import Config
 from dynamix_spark.delta_io import is_delta, table_path
+from dynamix_spark.ledger import published_run
 from dynamix_spark.quality.results import CheckResult, Reconciliation
 from schemas.dates import previous_day
 from schemas.expectations import DRIFT_STATS, SUITE_SCHEMAS, Expect, SuiteSettings, nested_columns
-from schemas.names import QUALITY_RESULTS_TABLE, RUN_LEDGER_TABLE, USER_WINDOW_STATS_TABLE, table_source
+from schemas.names import QUALITY_RESULTS_TABLE, USER_WINDOW_STATS_TABLE, table_source
 from schemas.tables import RAW_TABLES
 
 
@@ -65,14 +66,10 @@ def _recorded_day(spark: SparkSession, lake_root: str, job: str, ds: str, reader
     ``ds`` recorded in ``quality_results`` (the run ledger's latest row of ``job`` and ``ds``; a run that never
     published, e.g. one its gates blocked, has none). (None, {}) without such a run. One query per ``reader``
     (the run asking: its gates share it)."""
-    ledger, results = table_path(lake_root, RUN_LEDGER_TABLE), table_path(lake_root, QUALITY_RESULTS_TABLE)
-    if not (is_delta(spark, ledger) and is_delta(spark, results)):
+    results = table_path(lake_root, QUALITY_RESULTS_TABLE)
+    run_id = published_run(spark, lake_root, job, ds) if is_delta(spark, results) else None
+    if run_id is None:
         return None, {}
-    last = (spark.read.format("delta").load(ledger).where((F.col("ds") == ds) & (F.col("job") == job))
-            .orderBy(F.col("committed_at").desc()).select("run_id").limit(1).collect())
-    if not last:
-        return None, {}
-    run_id = last[0]["run_id"]
     rows = (spark.read.format("delta").load(results)
             .where((F.col("ds") == ds) & (F.col("run_id") == run_id) & F.col("expectation").startswith("drift"))
             .select("table", "expectation", "details").collect())
