@@ -3,7 +3,9 @@
 A gate's drift checks compare today's statistics with the ones the gate of the run that published the previous
 day recorded in ``quality_results`` (found through the run ledger), instead of scanning that day's partition
 again; where no published run recorded them (a lake from before, a day written outside the jobs) the partition
-is read as before. The expected values are counted from the rows each test writes (row counts, and the mean of
+is read as before. The record is read from ``quality_results``, or, for a run this process recorded itself (the
+day before in a backfill), from what it appended (``recorded_drift_rows``): both are tested (``source``, the
+in-process record cleared as for a run of another process). The expected values are counted from the rows each test writes (row counts, and the mean of
 ln(dwell_ms) computed with ``math.log``), never taken from the code under test.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 from conftest import lake_config
 from dynamix_spark.delta_io import RunMetrics, overwrite_partition, table_path
 from dynamix_spark.quality import gate
+from dynamix_spark.quality import results as quality_results
 from dynamix_spark.staged_write import StagedWrite
 from schemas.tables import CLEAN_TABLES
 
@@ -49,6 +52,20 @@ def _publish(spark, cfg, ds: str, dwells: list[int], run_id: str) -> None:
         stage.record_run([RunMetrics(run_id=run_id, job=JOB, ds=ds, source="ad_impressions")])
 
 
+@pytest.fixture(params=["in_process", "table"])
+def source(request):
+    """Where the previous day's record is read from: what this process appended, or the table (as another
+    process would)."""
+    return request.param
+
+
+def _forget(source: str, cfg, run_id: str, ds: str) -> None:
+    if source == "table":
+        quality_results._RECORDED_DRIFT.clear()
+    else:  # the run's drift rows are held in this process: the gate reads them there
+        assert quality_results.recorded_drift_rows(cfg.paths.lake_root, run_id, ds)
+
+
 def _drift(spark, cfg, ds: str, dwells: list[int], run_id: str):
     result = gate(spark, _ads(spark, ds, dwells), "clean_ad_impressions", ds, cfg, job=JOB, run_id=run_id,
                   record=False)
@@ -59,8 +76,9 @@ def _mean_log(dwells: list[int]) -> float:
     return sum(math.log(d) for d in dwells) / len(dwells)
 
 
-def test_drift_reads_the_published_runs_record_not_the_partition(spark, cfg):
+def test_drift_reads_the_published_runs_record_not_the_partition(spark, cfg, source):
     _publish(spark, cfg, D1, _dwells(4), "run-d1")
+    _forget(source, cfg, "run-d1", D1)
     # A later run of D1 replaced its partition (6 rows, other dwells) and was killed before its ledger row: the
     # published day is still run-d1's 4 rows, and the partition at latest is not what drift compares with.
     overwrite_partition(_ads(spark, D1, _dwells(6, 3_000)), table_path(cfg.paths.lake_root, "clean_ad_impressions"),
@@ -72,10 +90,11 @@ def test_drift_reads_the_published_runs_record_not_the_partition(spark, cfg):
     assert dwell["today"] == pytest.approx(_mean_log(_dwells(5)), abs=1e-9)
 
 
-def test_drift_reads_a_record_made_by_a_checked_drift(spark, cfg):
+def test_drift_reads_a_record_made_by_a_checked_drift(spark, cfg, source):
     # Day 2's gate ran its drift checks (rows drift:<statistic>): day 3 reads day 2's values from them.
     _publish(spark, cfg, D1, _dwells(4), "run-d1")
     _publish(spark, cfg, D2, _dwells(7, 2_000), "run-d2")
+    _forget(source, cfg, "run-d2", D2)
     rows, dwell = _drift(spark, cfg, D3, _dwells(5), "run-d3-check")
     assert rows["previous"] == 7 and rows["previous_from"] == "recorded by run run-d2"
     assert dwell["previous"] == pytest.approx(_mean_log(_dwells(7, 2_000)), abs=1e-9)

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from dynamix_spark.config import Config
 from dynamix_spark.delta_io import is_delta, table_path
 from dynamix_spark.ledger import published_run
-from dynamix_spark.quality.results import CheckResult, Reconciliation
+from dynamix_spark.quality.results import CheckResult, Reconciliation, recorded_drift_rows
 from schemas.dates import previous_day
 from schemas.expectations import DRIFT_STATS, SUITE_SCHEMAS, Expect, SuiteSettings, nested_columns
 from schemas.names import QUALITY_RESULTS_TABLE, USER_WINDOW_STATS_TABLE, table_source
@@ -64,24 +64,29 @@ def load_previous_partition(spark: SparkSession, table: str, ds: str, cfg: Confi
 def _recorded_day(spark: SparkSession, lake_root: str, job: str, ds: str, reader: str) -> tuple[str | None, dict]:
     """(run_id, {table: {statistic: value}}): the drift statistics every gate of the run of ``job`` that published
     ``ds`` recorded in ``quality_results`` (the run ledger's latest row of ``job`` and ``ds``; a run that never
-    published, e.g. one its gates blocked, has none). (None, {}) without such a run. One query per ``reader``
-    (the run asking: its gates share it)."""
+    published, e.g. one its gates blocked, has none). (None, {}) without such a run. One query of the ledger per
+    ``reader`` (the run asking: its gates share it), and one of ``quality_results`` unless this process recorded
+    that run's rows itself (:func:`~dynamix_spark.quality.results.recorded_drift_rows`: the day before in a
+    backfill or a nightly)."""
     results = table_path(lake_root, QUALITY_RESULTS_TABLE)
     run_id = published_run(spark, lake_root, job, ds) if is_delta(spark, results) else None
     if run_id is None:
         return None, {}
-    rows = (spark.read.format("delta").load(results)
-            .where((F.col("ds") == ds) & (F.col("run_id") == run_id) & F.col("expectation").startswith("drift"))
-            .select("table", "expectation", "details").collect())
+    rows = recorded_drift_rows(lake_root, run_id, ds)
+    if rows is None:
+        rows = [(r["table"], r["expectation"], r["details"]) for r in
+                spark.read.format("delta").load(results)
+                .where((F.col("ds") == ds) & (F.col("run_id") == run_id) & F.col("expectation").startswith("drift"))
+                .select("table", "expectation", "details").collect()]
     out: dict[str, dict] = {}
-    for r in rows:
-        details = json.loads(r["details"] or "{}")
-        if r["expectation"] == "drift":  # skipped (no day before it): today's statistics in its details
-            out.setdefault(r["table"], {}).update(details.get("today") or {})
+    for table, expectation, details_json in rows:
+        details = json.loads(details_json or "{}")
+        if expectation == "drift":  # skipped (no day before it): today's statistics in its details
+            out.setdefault(table, {}).update(details.get("today") or {})
         else:  # drift:<statistic>, checked (inputs) or skipped for a non-finite value (details)
             values = details.get("inputs", details)
             if "today" in values:
-                out.setdefault(r["table"], {})[r["expectation"].split(":", 1)[1]] = values["today"]
+                out.setdefault(table, {})[expectation.split(":", 1)[1]] = values["today"]
     return run_id, out
 
 
