@@ -45,7 +45,7 @@ def test_gpu_bench_smoke_has_every_row_with_positive_figures(tmp_path):
     t = r["targets"]
     assert t["loader_share_of_device"]["value"] > 0 and t["loader_alone_samples_per_s"]["value"] > 0
     ddp = r["ddp"]  # two CPU processes (gloo) stand for the GPUs
-    assert ddp["world"] == 2 and ddp["backend"] == "gloo", ddp
+    assert ddp.get("world") == 2 and ddp.get("backend") == "gloo", ddp  # the error and its log tail otherwise
     for src in ("device", "loader"):
         assert ddp[src]["samples_per_s"] > 0 and ddp[src]["scaling"] > 0
     md = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--markdown", str(out)], capture_output=True,
