@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from training.metrics import normalized_entropy  # noqa: E402  (numpy only: runs in the Spark environment too)
+
 COLUMNS = ["user_id", "event_ts_us", "label", "segment", "tgt_category_id", "tgt_ad_id", "ad_seq_category_id", "ad_seq_ad_id", "ad_len",
            "organic_seq_content_id", "organic_len", "page_seq_page_id", "page_len"]
 KEYS = {
@@ -99,10 +101,6 @@ def _key(d: dict[str, np.ndarray], feats: list[str]) -> np.ndarray:
     return k
 
 
-def _entropy(p: float) -> float:
-    return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
-
-
 def ceiling(train: dict[str, np.ndarray], ev: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """{segment: {key name: NE on the evaluation rows of that segment}} of the counting models."""
     prior = float(train["label"].mean())
@@ -115,8 +113,7 @@ def ceiling(train: dict[str, np.ndarray], ev: dict[str, np.ndarray]) -> dict[str
             p_key = (np.bincount(inverse, weights=train["label"]) + 2 * prior) / (np.bincount(inverse) + 2)
             k = _key(ev, feats)[rows]
             i = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
-            p = np.where(keys[i] == k, p_key[i], prior).clip(1e-6, 1 - 1e-6)
-            out[seg][name] = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean() / _entropy(float(y.mean())))
+            out[seg][name] = normalized_entropy(y, np.where(keys[i] == k, p_key[i], prior))
     return out
 
 
@@ -162,14 +159,11 @@ def stacked(ev: dict[str, np.ndarray], predictions: dict[str, str]) -> dict[str,
                                                       *one_hot("page_cat").T]}
         yt = y[~fit]
         res = {"rows": int(len(df)), "scored_rows": int((~fit).sum()),
-               "model_ne": float(-(yt * np.log(df["p"].to_numpy()[~fit].clip(1e-6, 1 - 1e-6))
-                                   + (1 - yt) * np.log(1 - df["p"].to_numpy()[~fit].clip(1e-6, 1 - 1e-6))).mean()
-                                 / _entropy(float(yt.mean())))}
+               "model_ne": normalized_entropy(yt, df["p"].to_numpy()[~fit])}
         for label, cols in designs.items():
             x = np.column_stack([np.ones(len(df)), *cols])
             w = _logistic(x[fit], y[fit])
-            p = (1 / (1 + np.exp(-(x[~fit] @ w)))).clip(1e-6, 1 - 1e-6)
-            res[label] = float(-(yt * np.log(p) + (1 - yt) * np.log(1 - p)).mean() / _entropy(float(yt.mean())))
+            res[label] = normalized_entropy(yt, 1 / (1 + np.exp(-(x[~fit] @ w))))
         out[name] = res
     return out
 

@@ -3,7 +3,7 @@
     .venv-train/bin/python bench/score_run.py --run RUN_DIR --out PRED.npz
 
 Loads the run's reported model (``best.pt``, else ``checkpoint.pt``) and its configuration from ``report.json``
-(as ``training/importance.py`` does) and scores every evaluation row in the loader's order; writes ``user_id``,
+(``training.importance.reported_run``) and scores every evaluation row in the loader's order; writes ``user_id``,
 ``event_ts_us``, ``label``, ``segment`` and ``p`` (the predicted probability). ``bench/planted_ceiling.py
 --predictions`` joins them with the counted matches.
 """
@@ -27,22 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    from training.delta_snapshot import days_snapshot
-    from training.importance import _run_config
-    from training.loader import EbfLoader
-    from training.model import DynIntModel
-    from training.run_report import report_day_versions
+    from training.importance import reported_run
 
-    cfg, rep = _run_config(args.run)
-    model = DynIntModel(cfg.model)
-    best = args.run / "best.pt"
-    state = torch.load(best if best.exists() else args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
+    _cfg, _rep, model, _state, loader = reported_run(args.run)
     model.eval()
-    versions = report_day_versions(rep)
-    snap = days_snapshot(rep["table"], {ds: versions[ds] for ds in rep["eval_days"]})
-    loader = EbfLoader.from_config(rep["table"], None, cfg, rep["eval_days"], shuffle_buffer=0, shuffle=False,
-                                   drop_last=False, snapshot=snap)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("user_id", "event_ts_us", "label", "segment", "p")}
     it = loader.iter_epoch(0)
     with contextlib.closing(it), torch.no_grad():

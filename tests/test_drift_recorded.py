@@ -5,8 +5,9 @@ day recorded in ``quality_results`` (found through the run ledger), instead of s
 again; where no published run recorded them (a lake from before, a day written outside the jobs) the partition
 is read as before. The record is read from ``quality_results``, or, for a run this process recorded itself (the
 day before in a backfill), from what it appended (``recorded_drift_rows``): both are tested (``source``, the
-in-process record cleared as for a run of another process). The expected values are counted from the rows each test writes (row counts, and the mean of
-ln(dwell_ms) computed with ``math.log``), never taken from the code under test.
+in-process record cleared as for a run of another process). The expected values are counted from the rows each
+test writes (row counts, and the mean of ln(dwell_ms) computed with ``math.log``), never taken from the code under
+test.
 """
 from __future__ import annotations
 

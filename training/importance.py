@@ -120,18 +120,25 @@ def _run_config(run: Path) -> tuple[Config, dict]:
         return load_config(profile), rep
 
 
-def run_importance(run: Path, seed: int = 1, max_batches: int = 0) -> dict:
-    """:func:`permutation_importance` of a finished run's reported model (``best.pt``, else ``checkpoint.pt``)
-    on its evaluation day(s), written to ``<run>/feature_importance.json`` and returned."""
+def reported_run(run: Path) -> tuple[Config, dict, DynIntModel, dict, EbfLoader]:
+    """A finished run's configuration, report, reported model (``best.pt``, else ``checkpoint.pt``) with its
+    checkpoint state, and a loader of its evaluation rows in order (each day at the version the run read it at)."""
     cfg, rep = _run_config(run)
     model = DynIntModel(cfg.model)
     best = run / "best.pt"
     state = torch.load(best if best.exists() else run / "checkpoint.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
-    versions = report_day_versions(rep)  # the run's evaluation rows: each day at the version the run read it at
+    versions = report_day_versions(rep)
     snap = days_snapshot(rep["table"], {ds: versions[ds] for ds in rep["eval_days"]})
     loader = EbfLoader.from_config(rep["table"], None, cfg, rep["eval_days"], shuffle_buffer=0, shuffle=False,
                                    drop_last=False, snapshot=snap)
+    return cfg, rep, model, state, loader
+
+
+def run_importance(run: Path, seed: int = 1, max_batches: int = 0) -> dict:
+    """:func:`permutation_importance` of a finished run's reported model (``best.pt``, else ``checkpoint.pt``)
+    on its evaluation day(s), written to ``<run>/feature_importance.json`` and returned."""
+    cfg, rep, model, state, loader = reported_run(run)
 
     def batches() -> Iterator[Batch]:
         it = loader.iter_epoch(0)
