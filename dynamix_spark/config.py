@@ -199,6 +199,9 @@ class ModelConfig:
     # Per-row L2 on the embeddings a batch looks up (targets and the valid sequence positions): this rate
     # times the batch mean of their summed squares is added to the loss. Off by default (docs/TRAINING.md).
     embed_l2: float = 0.0
+    # Target-aware match fields: per source with a category_id sequence, the bucketed count of its events of the
+    # target ad's category, as one more field each (training/model.py). Off here (the paper's model); conf sets it.
+    target_match: bool = False
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,17 @@ def ds_predicate(ds: str, column: str = "ds") -> str:
 def overwrite_partition(df: DataFrame, path: str, ds: str, schema: StructType, commit_info: Mapping[str, Any],
                         partition_by: tuple[str, ...] = ("ds",), extra_predicate: str | None = None) -> int:
     """Replace the ``ds`` partition (narrowed by ``extra_predicate``) of the Delta table at ``path`` with
-    ``df`` in one commit; return the new version."""
+    ``df`` in one commit; return the new version.
+
+    A contract that gained a nullable column (the organic and page ``category_id``) adds it to a table written
+    before it (Delta's ``mergeSchema``; the other partitions read it as null). ``df`` is conformed to ``schema``
+    first, so nothing but the contract's columns can be added this way."""
     out = conform(df, schema)
     where = ds_predicate(ds) + (f" AND ({extra_predicate})" if extra_predicate else "")
     writer = (out.write.format("delta")
               .mode("overwrite")
               .option("replaceWhere", where)
+              .option("mergeSchema", "true")
               .option("userMetadata", json.dumps(commit_info, sort_keys=True, default=str))
               .partitionBy(*partition_by))
     # The first night: two runs (two dates) may both create the table; the loser's commit fails whole

@@ -39,6 +39,7 @@ from pyspark.sql.types import ArrayType, IntegerType, LongType, StructField, Str
 from dynamix_spark.config import EbfConfig, StatsConfig
 from dynamix_spark.window_stats import US, label_impressions
 from schemas.ebf import (
+    EBF_SOURCE_TABLES,
     EBF_SOURCES,
     TARGET_ATTRIBUTES,
     len_col,
@@ -47,9 +48,22 @@ from schemas.ebf import (
     tgt_col,
 )
 
+from schemas.names import table_source
+from schemas.raw import OPTIONAL_COLUMNS, RAW_SCHEMAS
+
 HASH_MOD = (1 << 31) - 1
 KIND_SEGMENT, KIND_QUERY, KIND_EVENT = 0, 1, 2
 AGE_MAX = 40  # age buckets 1 .. AGE_MAX + 1
+
+
+def source_attribute(df: DataFrame, src: str, attr: str) -> Column:
+    """Column ``attr`` of an EBF source's clean events ``df``; an optional contract column (the organic and page
+    ``category_id``, ``schemas.raw.OPTIONAL_COLUMNS``) that ``df`` lacks (a clean table, or a frame, from before
+    the contract had it) is null, i.e. padding once encoded. Any other missing column is Spark's error."""
+    raw = table_source(EBF_SOURCE_TABLES[src])
+    if attr not in df.columns and attr in OPTIONAL_COLUMNS.get(raw, ()):
+        return F.lit(None).cast(RAW_SCHEMAS[raw][attr].dataType).alias(attr)
+    return F.col(attr)
 
 
 def hashed_id(attr: str, col: Column) -> Column:
@@ -277,7 +291,7 @@ def build_examples(
                                   label=F.col("label")))]
     for src, df in events.items():
         rows.append(df.select(*_row(F.col("user_id"), F.unix_micros("event_ts"), KIND_EVENT, _SRC_INDEX[src],
-                                    F.col("event_id"), {a: encode(a, F.col(a)) for a in EBF_SOURCES[src]
+                                    F.col("event_id"), {a: encode(a, source_attribute(df, src, a)) for a in EBF_SOURCES[src]
                                                         if a != "event_ts"})))
     rows.append(segments.select(*_row(F.col("user_id"), F.unix_micros("window_end"), KIND_SEGMENT, -1,
                                       F.lit(None).cast("string"), {}, seg=F.col("segment"))))

@@ -22,7 +22,8 @@ parameters alone. What it plants, for the pipeline to find and survive:
   attributes) are drawn independently of everything, for every user.
 
 Organic content and page ids carry their category: ``id // CATALOG_STRIDE`` (items per category from
-``catalog_items_per_category``); an ad's category is its ``category_id``.
+``catalog_items_per_category``), also logged as the impression's ``category_id`` (the content's taxonomy
+category, in the same vocabulary as an ad's ``category_id``).
 """
 from __future__ import annotations
 
@@ -312,6 +313,7 @@ def organic_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
         F.timestamp_seconds("ts_s").alias("event_ts"),
         (cat * CATALOG_STRIDE + r.integer("content", 0, cfg.catalog_items_per_category - 1, key))
         .cast("long").alias("content_id"),
+        cat.cast("long").alias("category_id"),
         _noisy_dwell(r, cfg, ekey, _dwell(r, cfg, ekey, F.lit(0.3))).alias("dwell_ms"),
         r.choice("org_media", ("image", "video", "text"), key).alias("media_type"),
         r.integer("org_pos", 1, 100, key).cast("int").alias("position"),
@@ -330,6 +332,7 @@ def page_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
         F.timestamp_seconds("ts_s").alias("event_ts"),
         (cat * CATALOG_STRIDE + r.integer("page", 0, cfg.catalog_items_per_category - 1, key))
         .cast("long").alias("page_id"),
+        cat.cast("long").alias("category_id"),
         F.array(cat * 100 + r.integer("psem1", 0, 9, key), r.integer("psem2", 10_000, 10_999, key)).alias("semantic_ids"),
         r.choice("page_media", ("page", "profile", "shop"), key).alias("media_type"),
     )

@@ -5,7 +5,8 @@ one by one, so that a problem is reported with the file that has it:
 - a missing required column or a column whose type cannot be converted fails the read, naming the file
   and the column (``RawInputError``);
 - an unreadable (corrupt) Parquet file fails the read naming the file;
-- unknown extra columns are dropped with a warning;
+- unknown extra columns are dropped with a warning; an optional contract column (``schemas.raw.OPTIONAL_COLUMNS``,
+  e.g. the content's ``category_id``, added to the contract later) that a file lacks reads as null;
 - values that do not parse as the contract's type become a quarantine reason ``unparsable:<column>``
   (row level), never a silent null.
 Files with the same schema are read together, so the cost is one scan per distinct schema.
@@ -35,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructType, TimestampType
 
 from schemas.names import UNPARSABLE, column_reason
-from schemas.raw import RAW_SCHEMAS, RAW_SOURCES
+from schemas.raw import OPTIONAL_COLUMNS, RAW_SCHEMAS, RAW_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +201,21 @@ def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str,
     for key, group in groups.items():
         schema, nanos = schemas[key], key[1]
         by_name = {fld.name: fld for fld in schema.fields}
+        optional = OPTIONAL_COLUMNS.get(source, frozenset())
         for fld in contract.fields:
-            if fld.name not in by_name:
+            if fld.name not in by_name and fld.name not in optional:
                 raise RawInputError(f"{group[0]}: missing required column '{fld.name}' for source {source}")
+        lacking = [f.name for f in contract.fields if f.name not in by_name]
+        if lacking:
+            log.info("%s: optional columns %s absent, read as null (%d file(s) of %s)", group[0], lacking, len(group), source)
         extra = sorted(set(by_name) - {f.name for f in contract.fields} - {"ds"})
         if extra:
             log.warning("%s: ignoring unknown columns %s (%d file(s) of %s)", group[0], extra, len(group), source)
         cols, flags = [], []
         for fld in contract.fields:
+            if fld.name not in by_name:  # an optional column this file lacks
+                cols.append(F.lit(None).cast(fld.dataType).alias(fld.name))
+                continue
             if fld.name in nanos:
                 if not isinstance(fld.dataType, TimestampType):
                     raise RawInputError(f"{group[0]}: column '{fld.name}' is a TIMESTAMP(NANOS) column, the {source} "

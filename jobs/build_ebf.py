@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from dynamix_spark.cli import job_parser, parse_job_args
 from dynamix_spark.config import Config, config_to_dict
 from dynamix_spark.delta_io import RunMetrics, conform, is_delta, new_run_id, table_path
-from dynamix_spark.ebf import apply_policy, build_examples
+from dynamix_spark.ebf import apply_policy, build_examples, source_attribute
 from dynamix_spark.ledger import read_published
 from dynamix_spark.segmentation import allowed_segments
 from dynamix_spark.session import build_spark
@@ -61,7 +61,8 @@ def read_inputs(spark, cfg: Config, ds: str) -> dict:
             clean = spark.createDataFrame([], CLEAN_TABLES[table])
         else:
             clean = _read(spark, lake, table, days_around(ds, e.lookback_days + 1, 1))
-        events[src] = clean.where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(*cols)
+        events[src] = clean.where((F.col("event_ts") >= lookback_start) & (F.col("event_ts") < day_end)).select(
+            *[source_attribute(clean, src, c) for c in cols])
     seg_all = _read(spark, lake, USER_SEGMENTS_TABLE, days_around(ds, e.lookback_days, 0))
     seg_days = _present_days(seg_all)
     if ds not in seg_days:

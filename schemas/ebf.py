@@ -28,11 +28,13 @@ from __future__ import annotations
 
 from schemas.names import AD_EBF_ATTRIBUTES, clean_table_name  # no pyspark: the training side imports this module
 
-# Per source: the EBF attributes (paper section 3.3). The ad source has the contract's 11 attributes.
+# Per source: the EBF attributes (paper section 3.3). The ad source has the contract's 11 attributes. An attribute
+# of the same name is encoded the same way in every source and in the target (the hash is salted by the
+# attribute's name), so ``category_id`` in the organic and page sequences is comparable with ``tgt_category_id``.
 EBF_SOURCES: dict[str, tuple[str, ...]] = {
     "ad": AD_EBF_ATTRIBUTES,
-    "organic": ("content_id", "dwell_ms", "media_type", "position", "event_ts"),
-    "page": ("page_id", "semantic_ids", "media_type", "event_ts"),
+    "organic": ("content_id", "category_id", "dwell_ms", "media_type", "position", "event_ts"),
+    "page": ("page_id", "category_id", "semantic_ids", "media_type", "event_ts"),
 }
 # Clean table each source is read from.
 EBF_SOURCE_TABLES: dict[str, str] = {

@@ -49,6 +49,7 @@ ORGANIC_IMPRESSIONS = StructType([
     _f("user_id", LongType()),
     _f("event_ts", TimestampType()),
     _f("content_id", LongType()),
+    _f("category_id", LongType()),  # the content's taxonomy category, in the ads' category_id vocabulary
     _f("dwell_ms", LongType()),
     _f("media_type", StringType()),
     _f("position", IntegerType()),
@@ -59,6 +60,7 @@ PAGE_IMPRESSIONS = StructType([
     _f("user_id", LongType()),
     _f("event_ts", TimestampType()),
     _f("page_id", LongType()),
+    _f("category_id", LongType()),  # the page's taxonomy category, in the ads' category_id vocabulary
     _f("semantic_ids", ArrayType(LongType())),
     _f("media_type", StringType()),
 ])
@@ -77,6 +79,14 @@ assert AD_EBF_ATTRIBUTES == tuple(
     f.name for f in AD_IMPRESSIONS.fields if f.name not in ("event_id", "user_id")
 ), AD_EBF_ATTRIBUTES
 assert len(AD_EBF_ATTRIBUTES) == 11, AD_EBF_ATTRIBUTES
+
+# Columns a file may lack (added to the contract after producers started landing it): such a file reads them as
+# null, i.e. "not known", and nothing else changes; every other contract column is required in every file.
+OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
+    "organic_impressions": frozenset({"category_id"}),
+    "page_impressions": frozenset({"category_id"}),
+}
+assert all(c in RAW_SCHEMAS[s].fieldNames() for s, cols in OPTIONAL_COLUMNS.items() for c in cols)
 
 # Keys that must be non-null in every source, and sources whose rows need a valid dwell.
 KEY_COLUMNS: tuple[str, ...] = ("event_id", "user_id", "event_ts")

@@ -1,6 +1,7 @@
 """DynInt (Yan & Li, DLP-KDD 2022) over the EBF example: xDeepInt's PIN and its three dynamic variants.
 
-Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields, D = ``embed_dim``, h
+Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields (+ len(MATCH_COLUMNS) with
+``model.target_match``), D = ``embed_dim``, h
 ``subspaces``, R = h * F interaction rows of width d = D / h (subspace crossing, below), K = ``rank``.
 
 - :class:`FieldEmbedding`: a :class:`~training.batch.Batch` -> X_0 [B, F, D] (eq. 1). One table per field;
@@ -30,6 +31,14 @@ from training.batch import Batch
 
 FIELD_COLUMNS: tuple[str, ...] = TARGET_COLUMNS + ALL_SEQ_COLUMNS
 SEQ_SOURCE: dict[str, str] = {seq_col(s, a): s for s, attrs in EBF_SOURCES.items() for a in attrs}
+# Target-aware match fields (``model.target_match``): per source with a ``category_id`` sequence, how many of its
+# events are of the target ad's category, bucketed and embedded (a field of its own, after the others). The
+# sequences and the target use one encoding of category_id (schemas/ebf.py), so a match is id equality.
+MATCH_ATTRIBUTE = "category_id"
+MATCH_SOURCES: tuple[str, ...] = tuple(s for s, attrs in EBF_SOURCES.items() if MATCH_ATTRIBUTE in attrs)
+MATCH_COLUMNS: tuple[str, ...] = tuple(f"{s}_match_{MATCH_ATTRIBUTE}" for s in MATCH_SOURCES)
+MATCH_SEQ: dict[str, str] = {m: seq_col(s, MATCH_ATTRIBUTE) for m, s in zip(MATCH_COLUMNS, MATCH_SOURCES)}
+MATCH_BUCKETS = 8  # 0 matches, then 1, 2-3, 4-7, ..., >= 64
 VARIANTS: tuple[str, ...] = ("xdeepint", "da", "dgp", "dwp")
 EMBED_INIT_STD = 0.01
 # DWP generator's last layer starts near (not at) zero: identical pairs would get identical gradients
@@ -38,7 +47,9 @@ DWP_GENERATOR_INIT_STD = 0.01
 
 
 class FieldEmbedding(nn.Module):
-    """Batch -> X_0 [B, F, D] in :data:`FIELD_COLUMNS` order (eq. 1).
+    """Batch -> X_0 [B, F, D] in :data:`FIELD_COLUMNS` order (eq. 1), then, with ``target_match``, one field per
+    :data:`MATCH_COLUMNS`: the embedding (a table of MATCH_BUCKETS rows) of :func:`match_bucket` of the source's
+    category_id sequence against the target's; a zero field when the batch lacks that sequence.
 
     Ids are taken mod ``hash_buckets``. A sequence field pools its [B, N, D] embeddings over positions
     < the source's length: ``mean``, or ``attention`` with one learned query per field (zero at init, so
@@ -46,12 +57,17 @@ class FieldEmbedding(nn.Module):
     rows, and their tables are not called: that is the compute a removed attribute saves.
     """
 
-    def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean") -> None:
+    def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean", target_match: bool = False) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
             raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
         self.embed_dim, self.hash_buckets, self.pooling = embed_dim, hash_buckets, pooling
+        self.target_match = target_match
+        # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS.
+        self.field_columns: tuple[str, ...] = FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
         self.tables = nn.ModuleDict({c: nn.Embedding(hash_buckets, embed_dim) for c in FIELD_COLUMNS})
+        if target_match:
+            self.tables.update({c: nn.Embedding(MATCH_BUCKETS, embed_dim) for c in MATCH_COLUMNS})
         for t in self.tables.values():
             nn.init.normal_(t.weight, std=EMBED_INIT_STD)
         self.queries = (nn.ParameterDict({c: nn.Parameter(torch.zeros(embed_dim)) for c in ALL_SEQ_COLUMNS})
@@ -63,7 +79,12 @@ class FieldEmbedding(nn.Module):
 
     @property
     def num_fields(self) -> int:
-        return len(FIELD_COLUMNS)
+        return len(self.field_columns)
+
+    def present_fields(self, batch: Batch) -> list[int]:
+        """Indices of the fields ``batch`` carries (a match field is present with its source's category_id)."""
+        return [i for i, c in enumerate(self.field_columns)
+                if c in batch.targets or c in batch.seqs or MATCH_SEQ.get(c) in batch.seqs]
 
     def forward(self, batch: Batch) -> Tensor:
         """Returns X_0 [B, F, D]."""
@@ -92,6 +113,19 @@ class FieldEmbedding(nn.Module):
             if self.track_l2:
                 valid = torch.arange(emb.shape[1], device=emb.device)[None, :] < lengths[:, None]
                 squares.append((emb.float().pow(2).sum(-1) * valid).sum())
+        if self.target_match:
+            target = batch.targets[f"tgt_{MATCH_ATTRIBUTE}"]
+            for c in MATCH_COLUMNS:
+                ids = batch.seqs.get(MATCH_SEQ[c])
+                if ids is None:  # the source (or its category_id) is not given to this segment
+                    if zeros is None:
+                        w = self.tables[c].weight
+                        zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
+                    rows.append(zeros)
+                    continue
+                rows.append(self.tables[c](match_bucket(ids, target, batch.lengths[SEQ_SOURCE[MATCH_SEQ[c]]])))
+                if self.track_l2:
+                    squares.append(rows[-1].float().pow(2).sum())
         self.last_l2 = torch.stack(squares).sum() / max(b, 1) if squares else None
         return torch.stack(rows, dim=1)
 
@@ -107,6 +141,18 @@ class FieldEmbedding(nn.Module):
         # An all-padding row gets uniform weights from softmax; the mask then zeroes them.
         weights = torch.softmax(scores, dim=1) * mask.to(scores.dtype)
         return (weights[..., None] * emb).sum(dim=1)
+
+
+def match_bucket(ids: Tensor, target: Tensor, lengths: Tensor) -> Tensor:
+    """ids [B, N] (a sequence's hashed ids), target [B] (the target's id of the same attribute), lengths [B] ->
+    [B] bucket of the count c of valid positions equal to the target: 0 for c = 0, else
+    1 + min(MATCH_BUCKETS - 2, floor(log2 c)). Padding (0) and null targets (0) never match."""
+    valid = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+    count = ((ids == target[:, None]) & valid & (target[:, None] != 0)).sum(dim=1)
+    # floor(log2 c) by integer comparison (exact): the number of powers of two 2, 4, ... that are <= c.
+    powers = 2 ** torch.arange(1, MATCH_BUCKETS - 1, device=ids.device)
+    log2 = (count[:, None] >= powers[None, :]).sum(dim=1)
+    return torch.where(count > 0, 1 + log2, torch.zeros_like(count))
 
 
 def split_subspaces(x: Tensor, h: int) -> Tensor:
@@ -300,7 +346,7 @@ class DynIntModel(nn.Module):
             raise ValueError("model.rank and model.reduction must be >= 1, model.num_layers >= 0, "
                              "model.hash_buckets >= 2")
         self.cfg = cfg
-        self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling)
+        self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling, cfg.target_match)
         self.embedding.track_l2 = cfg.embed_l2 > 0
         fields = self.embedding.num_fields
         self.rows = cfg.subspaces * fields
@@ -321,8 +367,8 @@ class DynIntModel(nn.Module):
         x0_fields = self.embedding(batch)
         if self.training:
             return self.forward_embedded(x0_fields)
-        present = [i for i, c in enumerate(FIELD_COLUMNS) if c in batch.targets or c in batch.seqs]
-        if len(present) == len(FIELD_COLUMNS):
+        present = self.embedding.present_fields(batch)
+        if len(present) == self.embedding.num_fields:
             return self.forward_embedded(x0_fields)
         return self.forward_embedded(x0_fields, fields=torch.tensor(present, device=x0_fields.device))
 
