@@ -15,6 +15,6 @@ bash scripts/bootstrap.sh
 # side's environment (.venv) as subprocesses when the lake has to be built (training/spark_side.py).
 SPARK_PY="$ROOT/.venv/bin/python"
 export PYSPARK_PYTHON="$SPARK_PY" PYSPARK_DRIVER_PYTHON="$SPARK_PY" DYNAMIX_SPARK_PYTHON="$SPARK_PY"
-EXTRA=(--ablation variants --importance --compare-epsilon)
+EXTRA=(--ablation variants --model-seeds all --importance --compare-epsilon)
 for a in "$@"; do [ "$a" = "--null-control" ] && EXTRA=(); done
 exec "$ROOT/.venv-train/bin/python" -m training.experiments --config "${CONFIG:-conf/local.yaml}" "${EXTRA[@]}" "$@"

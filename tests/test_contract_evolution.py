@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql import functions as F
 
 from dynamix_spark.delta_io import overwrite_partition
 from dynamix_spark.raw_io import RawInputError, read_raw_partition
