@@ -129,3 +129,31 @@ def test_the_match_field_learns_what_hashed_ids_alone_do_not():
             p = torch.sigmoid(model(test)).numpy()
         scores[match] = normalized_entropy(test.label.numpy(), p)
     assert scores[True] < 0.3 and scores[False] > 0.8, scores
+
+
+def test_length_fields_are_the_bucketed_lengths_and_zero_for_an_absent_source():
+    """``model.length_fields``: per source, the embedding of its length's bucket (the same buckets as the match
+    counts, worked out by hand_bucket); a source the batch carries no column of is a zero field."""
+    from training.model import LENGTH_COLUMNS
+
+    emb = FieldEmbedding(embed_dim=4, hash_buckets=97, target_match=True, length_fields=True)
+    for t in emb.tables.values():
+        torch.nn.init.normal_(t.weight)
+    cols = present_columns(("ad_reduced",), ("surface", "media_type", "position", "device_type"))
+    batch = _batch(12, cols, n=70)
+    batch.lengths["ad"][:4] = torch.tensor([0, 1, 64, 70])
+    x0 = emb(batch).detach()
+    assert LENGTH_COLUMNS == ("ad_length", "organic_length", "page_length")
+    assert x0.shape[1] == len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) + len(MATCH_COLUMNS) + 3
+    base = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) + len(MATCH_COLUMNS)
+    table = emb.tables["ad_length"].weight.detach()
+    for r in range(12):
+        torch.testing.assert_close(x0[r, base], table[hand_bucket(int(batch.lengths["ad"][r]))])
+        torch.testing.assert_close(x0[r, base + 1], torch.zeros(4))  # organic: not in the batch
+        torch.testing.assert_close(x0[r, base + 2], torch.zeros(4))
+    model = DynIntModel(replace(SMALL, length_fields=True)).eval()
+    batch.segment = 0
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch), model.forward_embedded(model.embedding(batch)), rtol=1e-5, atol=1e-6)
+    lookups = model_costs(model, [batch], {"0": 12})["per_segment"]["0"]["embedding_lookups"]
+    assert lookups == len(TARGET_COLUMNS) + 7 * 70 + 1 + 1  # targets, 7 ad columns x 70, ad match, ad length

@@ -6,8 +6,8 @@ lookups and model FLOPs per example, per segment and overall.
   not read, so removal shows here directly.
 - **embedding lookups**: ids looked up per example by ``FieldEmbedding``: one per target field and one per
   position of every present sequence column (padding positions included: the table is called on the whole
-  [B, N] matrix), and one per present target-aware match field (``model.target_match``); counted from the batch's
-  tensors.
+  [B, N] matrix), and one per present match or length field (``model.target_match``, ``model.length_fields``);
+  counted from the batch's tensors.
 - **model FLOPs**: one forward pass, counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and
   the like; embedding gathers are counted as lookups above), over the batch's rows. Training costs about 3x
   a forward (forward, and backward for inputs and weights).
@@ -43,10 +43,10 @@ def bytes_read_per_example(segments: Mapping[int, object]) -> dict:
     return {"overall": total_bytes / total_rows if total_rows else None, "per_segment": per}
 
 
-def lookups_per_example(b: Batch, match_fields: int = 0) -> float:
-    """``match_fields``: the model's target-aware match fields present in ``b`` (one lookup each per example)."""
+def lookups_per_example(b: Batch, extra_fields: int = 0) -> float:
+    """``extra_fields``: the model's match and length fields present in ``b`` (one lookup each per example)."""
     n = len(b)
-    return (sum(t.numel() for t in b.targets.values()) + sum(t.numel() for t in b.seqs.values())) / n + match_fields
+    return (sum(t.numel() for t in b.targets.values()) + sum(t.numel() for t in b.seqs.values())) / n + extra_fields
 
 
 def flops_per_example(model: torch.nn.Module, b: Batch) -> float:
@@ -71,9 +71,7 @@ def model_costs(model: torch.nn.Module, batches: Iterable[Batch], rows_per_segme
         key = str(b.segment)
         if key not in per:
             emb = getattr(model, "embedding", None)
-            matches = (sum(1 for i in emb.present_fields(b) if emb.field_columns[i] not in b.targets and
-                           emb.field_columns[i] not in b.seqs) if getattr(emb, "target_match", False) else 0)
-            per[key] = {"embedding_lookups": lookups_per_example(b, matches),
+            per[key] = {"embedding_lookups": lookups_per_example(b, emb.extra_lookups(b) if emb is not None else 0),
                         "model_flops_forward": flops_per_example(model, b)}
         if set(per) >= set(rows_per_segment):
             break

@@ -1,7 +1,7 @@
 """DynInt (Yan & Li, DLP-KDD 2022) over the EBF example: xDeepInt's PIN and its three dynamic variants.
 
 Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields (+ len(MATCH_COLUMNS) with
-``model.target_match``), D = ``embed_dim``, h
+``model.target_match``, + len(LENGTH_COLUMNS) with ``model.length_fields``), D = ``embed_dim``, h
 ``subspaces``, R = h * F interaction rows of width d = D / h (subspace crossing, below), K = ``rank``.
 
 - :class:`FieldEmbedding`: a :class:`~training.batch.Batch` -> X_0 [B, F, D] (eq. 1). One table per field;
@@ -39,6 +39,12 @@ MATCH_SOURCES: tuple[str, ...] = tuple(s for s, attrs in EBF_SOURCES.items() if 
 MATCH_COLUMNS: tuple[str, ...] = tuple(f"{s}_match_{MATCH_ATTRIBUTE}" for s in MATCH_SOURCES)
 MATCH_SEQ: dict[str, str] = {m: seq_col(s, MATCH_ATTRIBUTE) for m, s in zip(MATCH_COLUMNS, MATCH_SOURCES)}
 MATCH_BUCKETS = 8  # 0 matches, then 1, 2-3, 4-7, ..., >= 64
+# Length fields (``model.length_fields``): per source, its sequence's length (events before padding), bucketed the
+# same way and embedded: how much history there is, as an input of its own rather than something the model
+# reads off the norm of mean-pooled embeddings (which needs every attribute: removing some then costs NE).
+LENGTH_COLUMNS: tuple[str, ...] = tuple(f"{s}_length" for s in EBF_SOURCES)
+LENGTH_SOURCE: dict[str, str] = dict(zip(LENGTH_COLUMNS, EBF_SOURCES))
+LENGTH_BUCKETS = 8
 VARIANTS: tuple[str, ...] = ("xdeepint", "da", "dgp", "dwp")
 EMBED_INIT_STD = 0.01
 # DWP generator's last layer starts near (not at) zero: identical pairs would get identical gradients
@@ -49,7 +55,9 @@ DWP_GENERATOR_INIT_STD = 0.01
 class FieldEmbedding(nn.Module):
     """Batch -> X_0 [B, F, D] in :data:`FIELD_COLUMNS` order (eq. 1), then, with ``target_match``, one field per
     :data:`MATCH_COLUMNS`: the embedding (a table of MATCH_BUCKETS rows) of :func:`match_bucket` of the source's
-    category_id sequence against the target's; a zero field when the batch lacks that sequence.
+    category_id sequence against the target's; a zero field when the batch lacks that sequence. Then, with
+    ``length_fields``, one field per source: the embedding of its length's bucket (:func:`count_bucket`), a zero
+    field when the batch carries no column of the source.
 
     Ids are taken mod ``hash_buckets``. A sequence field pools its [B, N, D] embeddings over positions
     < the source's length: ``mean``, or ``attention`` with one learned query per field (zero at init, so
@@ -57,17 +65,22 @@ class FieldEmbedding(nn.Module):
     rows, and their tables are not called: that is the compute a removed attribute saves.
     """
 
-    def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean", target_match: bool = False) -> None:
+    def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean", target_match: bool = False,
+                 length_fields: bool = False) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
             raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
         self.embed_dim, self.hash_buckets, self.pooling = embed_dim, hash_buckets, pooling
-        self.target_match = target_match
-        # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS.
-        self.field_columns: tuple[str, ...] = FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
+        self.target_match, self.length_fields = target_match, length_fields
+        # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS, then (length_fields)
+        # LENGTH_COLUMNS.
+        self.field_columns: tuple[str, ...] = (FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
+                                               + (LENGTH_COLUMNS if length_fields else ()))
         self.tables = nn.ModuleDict({c: nn.Embedding(hash_buckets, embed_dim) for c in FIELD_COLUMNS})
         if target_match:
             self.tables.update({c: nn.Embedding(MATCH_BUCKETS, embed_dim) for c in MATCH_COLUMNS})
+        if length_fields:
+            self.tables.update({c: nn.Embedding(LENGTH_BUCKETS, embed_dim) for c in LENGTH_COLUMNS})
         for t in self.tables.values():
             nn.init.normal_(t.weight, std=EMBED_INIT_STD)
         self.queries = (nn.ParameterDict({c: nn.Parameter(torch.zeros(embed_dim)) for c in ALL_SEQ_COLUMNS})
@@ -82,9 +95,16 @@ class FieldEmbedding(nn.Module):
         return len(self.field_columns)
 
     def present_fields(self, batch: Batch) -> list[int]:
-        """Indices of the fields ``batch`` carries (a match field is present with its source's category_id)."""
+        """Indices of the fields ``batch`` carries (a match field is present with its source's category_id, a
+        length field with any column of its source)."""
         return [i for i, c in enumerate(self.field_columns)
-                if c in batch.targets or c in batch.seqs or MATCH_SEQ.get(c) in batch.seqs]
+                if c in batch.targets or c in batch.seqs or MATCH_SEQ.get(c) in batch.seqs
+                or LENGTH_SOURCE.get(c) in batch.lengths]
+
+    def extra_lookups(self, batch: Batch) -> int:
+        """Lookups per example of the present match and length fields (one each)."""
+        return sum(1 for i in self.present_fields(batch) if self.field_columns[i] not in batch.targets
+                   and self.field_columns[i] not in batch.seqs)
 
     def forward(self, batch: Batch) -> Tensor:
         """Returns X_0 [B, F, D]."""
@@ -126,6 +146,18 @@ class FieldEmbedding(nn.Module):
                 rows.append(self.tables[c](match_bucket(ids, target, batch.lengths[SEQ_SOURCE[MATCH_SEQ[c]]])))
                 if self.track_l2:
                     squares.append(rows[-1].float().pow(2).sum())
+        if self.length_fields:
+            for c in LENGTH_COLUMNS:
+                lengths = batch.lengths.get(LENGTH_SOURCE[c])
+                if lengths is None:  # no column of the source is given to this segment
+                    if zeros is None:
+                        w = self.tables[c].weight
+                        zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
+                    rows.append(zeros)
+                    continue
+                rows.append(self.tables[c](count_bucket(lengths, LENGTH_BUCKETS)))
+                if self.track_l2:
+                    squares.append(rows[-1].float().pow(2).sum())
         self.last_l2 = torch.stack(squares).sum() / max(b, 1) if squares else None
         return torch.stack(rows, dim=1)
 
@@ -143,16 +175,21 @@ class FieldEmbedding(nn.Module):
         return (weights[..., None] * emb).sum(dim=1)
 
 
+def count_bucket(count: Tensor, buckets: int) -> Tensor:
+    """[B] counts >= 0 -> [B] buckets: 0 for 0, else 1 + min(buckets - 2, floor(log2 c))."""
+    # floor(log2 c) by integer comparison (exact): the number of powers of two 2, 4, ... that are <= c.
+    powers = 2 ** torch.arange(1, buckets - 1, device=count.device)
+    log2 = (count[:, None] >= powers[None, :]).sum(dim=1)
+    return torch.where(count > 0, 1 + log2, torch.zeros_like(count))
+
+
 def match_bucket(ids: Tensor, target: Tensor, lengths: Tensor) -> Tensor:
     """ids [B, N] (a sequence's hashed ids), target [B] (the target's id of the same attribute), lengths [B] ->
     [B] bucket of the count c of valid positions equal to the target: 0 for c = 0, else
     1 + min(MATCH_BUCKETS - 2, floor(log2 c)). Padding (0) and null targets (0) never match."""
     valid = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
     count = ((ids == target[:, None]) & valid & (target[:, None] != 0)).sum(dim=1)
-    # floor(log2 c) by integer comparison (exact): the number of powers of two 2, 4, ... that are <= c.
-    powers = 2 ** torch.arange(1, MATCH_BUCKETS - 1, device=ids.device)
-    log2 = (count[:, None] >= powers[None, :]).sum(dim=1)
-    return torch.where(count > 0, 1 + log2, torch.zeros_like(count))
+    return count_bucket(count, MATCH_BUCKETS)
 
 
 def split_subspaces(x: Tensor, h: int) -> Tensor:
@@ -346,7 +383,8 @@ class DynIntModel(nn.Module):
             raise ValueError("model.rank and model.reduction must be >= 1, model.num_layers >= 0, "
                              "model.hash_buckets >= 2")
         self.cfg = cfg
-        self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling, cfg.target_match)
+        self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling, cfg.target_match,
+                                        cfg.length_fields)
         self.embedding.track_l2 = cfg.embed_l2 > 0
         fields = self.embedding.num_fields
         self.rows = cfg.subspaces * fields
