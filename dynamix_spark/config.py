@@ -202,7 +202,8 @@ class ModelConfig:
     # Target-aware match fields: per source with a category_id sequence, the bucketed count of its events of the
     # target ad's category, as one more field each (training/model.py). Off here (the paper's model); conf sets it.
     target_match: bool = False
-    # Per source, the bucketed sequence length as a field (training/model.py). Off here; conf sets it.
+    # Per source, the bucketed sequence length as a field (training/model.py). Off, and off in conf: a diagnostic of
+    # the removal arms' cost that did not remove it (docs/PLANTED_MECHANISM.md).
     length_fields: bool = False
 
 

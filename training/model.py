@@ -98,8 +98,19 @@ class FieldEmbedding(nn.Module):
         """Indices of the fields ``batch`` carries (a match field is present with its source's category_id, a
         length field with any column of its source)."""
         return [i for i, c in enumerate(self.field_columns)
-                if c in batch.targets or c in batch.seqs or MATCH_SEQ.get(c) in batch.seqs
-                or LENGTH_SOURCE.get(c) in batch.lengths]
+                if c in batch.targets or c in batch.seqs or self._carries(c, batch)]
+
+    @staticmethod
+    def _carries(col: str, batch: Batch) -> bool:
+        """Whether ``batch`` carries what match or length field ``col`` is computed from."""
+        return MATCH_SEQ.get(col) in batch.seqs or LENGTH_SOURCE.get(col) in batch.lengths
+
+    def _bucket(self, col: str, batch: Batch) -> Tensor:
+        """The bucket ids [B] of match or length field ``col`` (which ``batch`` carries)."""
+        if col in MATCH_SEQ:
+            seq = MATCH_SEQ[col]
+            return match_bucket(batch.seqs[seq], batch.targets[f"tgt_{MATCH_ATTRIBUTE}"], batch.lengths[SEQ_SOURCE[seq]])
+        return count_bucket(batch.lengths[LENGTH_SOURCE[col]], LENGTH_BUCKETS)
 
     def extra_lookups(self, batch: Batch) -> int:
         """Lookups per example of the present match and length fields (one each)."""
@@ -113,6 +124,14 @@ class FieldEmbedding(nn.Module):
             raise ValueError(f"batch has unknown sequence columns: {sorted(unknown)}")
         b = len(batch)
         zeros = None
+
+        def zero_field(col: str) -> Tensor:  # one [B, D] zero tensor shared by every absent field
+            nonlocal zeros
+            if zeros is None:
+                w = self.tables[col].weight
+                zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
+            return zeros
+
         rows: list[Tensor] = []
         squares: list[Tensor] = []  # summed squares of the looked-up rows, per field (track_l2 only)
         for c in TARGET_COLUMNS:
@@ -122,10 +141,7 @@ class FieldEmbedding(nn.Module):
         for c in ALL_SEQ_COLUMNS:
             ids = batch.seqs.get(c)
             if ids is None:
-                if zeros is None:
-                    w = self.tables[c].weight
-                    zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
-                rows.append(zeros)
+                rows.append(zero_field(c))
                 continue
             emb = self.tables[c](ids % self.hash_buckets)
             lengths = batch.lengths[SEQ_SOURCE[c]]
@@ -133,31 +149,13 @@ class FieldEmbedding(nn.Module):
             if self.track_l2:
                 valid = torch.arange(emb.shape[1], device=emb.device)[None, :] < lengths[:, None]
                 squares.append((emb.float().pow(2).sum(-1) * valid).sum())
-        if self.target_match:
-            target = batch.targets[f"tgt_{MATCH_ATTRIBUTE}"]
-            for c in MATCH_COLUMNS:
-                ids = batch.seqs.get(MATCH_SEQ[c])
-                if ids is None:  # the source (or its category_id) is not given to this segment
-                    if zeros is None:
-                        w = self.tables[c].weight
-                        zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
-                    rows.append(zeros)
-                    continue
-                rows.append(self.tables[c](match_bucket(ids, target, batch.lengths[SEQ_SOURCE[MATCH_SEQ[c]]])))
-                if self.track_l2:
-                    squares.append(rows[-1].float().pow(2).sum())
-        if self.length_fields:
-            for c in LENGTH_COLUMNS:
-                lengths = batch.lengths.get(LENGTH_SOURCE[c])
-                if lengths is None:  # no column of the source is given to this segment
-                    if zeros is None:
-                        w = self.tables[c].weight
-                        zeros = torch.zeros(b, self.embed_dim, device=w.device, dtype=w.dtype)
-                    rows.append(zeros)
-                    continue
-                rows.append(self.tables[c](count_bucket(lengths, LENGTH_BUCKETS)))
-                if self.track_l2:
-                    squares.append(rows[-1].float().pow(2).sum())
+        for c in self.field_columns[len(FIELD_COLUMNS):]:  # the match and length fields, if configured
+            if not self._carries(c, batch):  # the source (or its category_id) is not given to this segment
+                rows.append(zero_field(c))
+                continue
+            rows.append(self.tables[c](self._bucket(c, batch)))
+            if self.track_l2:
+                squares.append(rows[-1].float().pow(2).sum())
         self.last_l2 = torch.stack(squares).sum() / max(b, 1) if squares else None
         return torch.stack(rows, dim=1)
 
