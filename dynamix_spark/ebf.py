@@ -47,7 +47,6 @@ from schemas.ebf import (
     seq_col,
     tgt_col,
 )
-
 from schemas.names import table_source
 from schemas.raw import OPTIONAL_COLUMNS, RAW_SCHEMAS
 

@@ -201,11 +201,10 @@ def read_raw_partition(spark: SparkSession, raw_root: str, source: str, ds: str,
     for key, group in groups.items():
         schema, nanos = schemas[key], key[1]
         by_name = {fld.name: fld for fld in schema.fields}
-        optional = OPTIONAL_COLUMNS.get(source, frozenset())
-        for fld in contract.fields:
-            if fld.name not in by_name and fld.name not in optional:
-                raise RawInputError(f"{group[0]}: missing required column '{fld.name}' for source {source}")
         lacking = [f.name for f in contract.fields if f.name not in by_name]
+        required = [c for c in lacking if c not in OPTIONAL_COLUMNS.get(source, ())]
+        if required:
+            raise RawInputError(f"{group[0]}: missing required column '{required[0]}' for source {source}")
         if lacking:
             log.info("%s: optional columns %s absent, read as null (%d file(s) of %s)", group[0], lacking, len(group), source)
         extra = sorted(set(by_name) - {f.name for f in contract.fields} - {"ds"})
