@@ -301,6 +301,13 @@ def _run_ddp(table: Path, args, nproc: int, single: list[dict]) -> dict:
 
 # --- the run ------------------------------------------------------------------------------------------------
 
+def _checkpoint(args, result: dict) -> None:
+    """The result so far to --out (marked partial), so a host that ends the call early still leaves the rows."""
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result | {"partial": True}, indent=1) + "\n")
+
+
 def run(args) -> dict:
     t_start = time.perf_counter()
     deadline = t_start + args.budget_s
@@ -313,6 +320,8 @@ def run(args) -> dict:
                        processes=args.gen_processes, root=Path(args.work))
     gen_s = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in table.rglob("*.parquet"))
+    print(f"[gpu] {_host(device).get('gpu') or device}: table of {args.rows:,} rows, {size / 2 ** 20:,.0f} MiB, "
+          f"generated in {gen_s:.1f} s", file=sys.stderr, flush=True)
     result = {
         "issue": 19, "smoke": args.smoke, "host": _host(device),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "markdown", "ddp_worker", "ddp_out")},
@@ -323,6 +332,9 @@ def run(args) -> dict:
     }
     for b in args.batch_sizes:
         result["loader"].append(_loader_alone(table, args, b, device))
+        print(f"[gpu] loader alone, batch {b}: {result['loader'][-1]['samples_per_s']:,.0f}/s", file=sys.stderr,
+              flush=True)
+    _checkpoint(args, result)
     held = {}
     for b in args.batch_sizes:
         gen = _to_device(_loader(table, args, b, device, seed=3), device)
@@ -338,9 +350,12 @@ def run(args) -> dict:
                                                "skipped": f"budget of {args.budget_s} s spent"})
                     continue
                 t0 = time.perf_counter()
-                result["rows"] += _measure(table, args, device, variant, b, mode, held[b])
-                print(f"[gpu] {variant} batch {b} {mode}: {time.perf_counter() - t0:.1f} s", file=sys.stderr,
-                      flush=True)
+                measured = _measure(table, args, device, variant, b, mode, held[b])
+                result["rows"] += measured
+                print(f"[gpu] {variant} batch {b} {mode}: {time.perf_counter() - t0:.1f} s; "
+                      + "; ".join(f"{r['phase']}/{r['source']} {r['samples_per_s']:,.0f}/s" for r in measured),
+                      file=sys.stderr, flush=True)
+                _checkpoint(args, result)
     result["ratios"] = _ratios(result["rows"])
     result["targets"] = _targets(result["rows"], result["loader"], args.variants[0], args.batch_sizes[0])
     nproc = 2 if (args.smoke and not cuda) else (torch.cuda.device_count() if cuda else 0)
