@@ -205,6 +205,10 @@ class ModelConfig:
     # Per source, the bucketed sequence length as a field (training/model.py). Off, and off in conf: a diagnostic of
     # the removal arms' cost that did not remove it (docs/PLANTED_MECHANISM.md).
     length_fields: bool = False
+    # A constant field: one learned [D] vector in every example's X_0 (training/model.py), the polynomial's "1", so
+    # the PIN layers can form every lower-order term without borrowing a near-constant input field for it (removing
+    # such a field for one segment then cost NE: docs/PLANTED_MECHANISM.md). Off here (the paper's model); conf sets it.
+    bias_field: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,11 @@ class TrainConfig:
     policy: str = "baseline"
     batch_size: int = 1024
     lr: float = 1e-3
+    # The learning rate over the run's planned steps (epochs x steps per epoch, capped by max_steps): constant;
+    # linear, from lr at step 0 to 0 at the last step; cosine, half a cosine from lr to 0. A decay ends the run
+    # converged at its planned length: with one epoch (the one-epoch phenomenon, training/train.py), the model
+    # after its single pass over the rows, not one caught mid-descent.
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     epochs: int = 1
     max_steps: int = 0  # 0: no cap
     # Days trained on: 0 = every day before the evaluation day(s); N = the last N of them (the most recent,

@@ -161,17 +161,20 @@ def _explode_count(df: DataFrame, n: Column, name: str) -> DataFrame:
 
 def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, category: Column, key: Column) -> DataFrame:
     ads_per_cat = max(1, cfg.n_ads // cfg.n_categories)
-    ad_id = category * ads_per_cat + r.integer("ad_in_cat", 0, ads_per_cat - 1, key) + 1
+    in_cat = r.integer("ad_in_cat", 0, ads_per_cat - 1, key)
+    ad_id = category * ads_per_cat + in_cat + 1
     return (
         df.withColumn("category_id", category.cast("long"))
         .withColumn("ad_id", ad_id.cast("long"))
         .withColumn("campaign_id", (F.col("ad_id") / 10).cast("long") + 1_000_000)
         .withColumn("advertiser_id", (F.col("ad_id") / 100).cast("long") + 2_000_000)
+        # An ad's semantic ids are codes of its content, so a function of the ad (as content-derived codes are):
+        # two coarse codes within its category, one fine code.
         .withColumn("semantic_ids", F.array(
-            F.col("category_id") * 100 + r.integer("sem1", 0, 9, key),
-            F.col("category_id") * 100 + r.integer("sem2", 10, 19, key),
-            r.integer("sem3", 10_000, 10_999, key),
-        ))
+            F.col("category_id") * 100 + in_cat % 10,
+            F.col("category_id") * 100 + 10 + F.floor(in_cat / 10) % 10,
+            F.lit(10_000) + F.col("ad_id") % 1000,
+        ).cast("array<long>"))
         .withColumn("surface", r.choice("surface", SURFACES, key))
         .withColumn("media_type", r.choice("media", MEDIA_TYPES, key))
         .withColumn("position", r.integer("position", 1, 30, key).cast("int"))
@@ -327,13 +330,15 @@ def page_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
     key = F.concat_ws(":", uid, day, F.col("k"))
     df = df.withColumn("ts_s", F.col("day_start_s") + _daily_cycle_second(r.uniform("page_t", key)))
     cat = _viewed_category(r, cfg, "page", uid, F.col("ts_s"), key)
+    item = r.integer("page", 0, cfg.catalog_items_per_category - 1, key)
+    page_id = cat * CATALOG_STRIDE + item
     return df.select(
         F.concat(F.lit("pi-"), key).alias("event_id"), "user_id",
         F.timestamp_seconds("ts_s").alias("event_ts"),
-        (cat * CATALOG_STRIDE + r.integer("page", 0, cfg.catalog_items_per_category - 1, key))
-        .cast("long").alias("page_id"),
+        page_id.cast("long").alias("page_id"),
         cat.cast("long").alias("category_id"),
-        F.array(cat * 100 + r.integer("psem1", 0, 9, key), r.integer("psem2", 10_000, 10_999, key)).alias("semantic_ids"),
+        # a function of the page, like an ad's (_ad_attributes)
+        F.array(cat * 100 + item % 10, F.lit(10_000) + page_id % 1000).cast("array<long>").alias("semantic_ids"),
         r.choice("page_media", ("page", "profile", "shop"), key).alias("media_type"),
     )
 

@@ -125,3 +125,18 @@ def test_generator_is_deterministic(spark, tiny_cfg, tiny_raw, tmp_path):
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
     c = generate(spark, replace(cfg, seed=cfg.seed + 1))["ad_impressions"]
     assert a.exceptAll(c).count() > 0
+
+
+def test_semantic_ids_are_a_function_of_the_item(tiny_cfg, tiny_raw):
+    """An ad's (a page's) semantic ids are codes of its content: one array per ad_id (page_id), whichever impression
+    carries it, with the category's code first; and distinct items mostly get distinct arrays."""
+    for source, item in (("ad_impressions", "ad_id"), ("page_impressions", "page_id")):
+        df = raw_frame(tiny_cfg.paths.raw_root, source).dropna(subset=[item, "category_id"])
+        df = df[df["semantic_ids"].map(lambda a: a is not None and len(a) > 0)]
+        codes = df.assign(sem=df["semantic_ids"].map(tuple))
+        per_item = codes.groupby(item)["sem"].nunique()
+        assert len(per_item) > 20 and (per_item == 1).all(), (source, per_item.max())
+        first = codes["sem"].map(lambda t: t[0] // 100)
+        assert (first == codes["category_id"]).all(), source
+        items = codes.drop_duplicates(item)
+        assert items["sem"].nunique() > 0.9 * len(items), source

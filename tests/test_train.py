@@ -175,6 +175,36 @@ def test_resume_continues_at_saved_step_with_same_result(ebf_table):
     assert [c["step"] for c in curve] == [4, 8, 12]  # evaluations before the stop survive the resume
 
 
+def test_lr_schedules_by_hand():
+    from types import SimpleNamespace
+
+    from training.train import lr_at
+
+    lin, cos, const = (SimpleNamespace(lr=0.01, lr_schedule=k) for k in ("linear", "cosine", "constant"))
+    assert [lr_at(lin, s, 4) for s in range(4)] == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
+    assert [lr_at(cos, s, 4) for s in range(5)] == pytest.approx(
+        [0.01, 0.01 * (1 + 0.5 ** 0.5) / 2, 0.005, 0.01 * (1 - 0.5 ** 0.5) / 2, 0.0])
+    assert [lr_at(const, s, 4) for s in range(4)] == [0.01] * 4
+
+
+def test_linear_schedule_reaches_its_last_rate(ebf_table):
+    """12 updates with lr 0.01 decayed linearly over the run's 12 planned steps: the 12th update used 0.01 / 12
+    (the rate the saved optimizer holds), and the parameters differ from the constant-rate run's."""
+    import torch
+
+    root, _, _ = ebf_table
+    conf = ["--config", str(ROOT / "conf" / "local.yaml")]
+    lin, const = root / "run_lin", root / "run_const"
+    _run([*conf, "--out", str(lin), *_overrides(root, **{"train.lr_schedule": "linear", "train.max_steps": 12})])
+    saved = torch.load(lin / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["state"]["step"] == 12
+    assert [g["lr"] for g in saved["optimizer"]["param_groups"]] == [pytest.approx(0.01 / 12)]
+    _run([*conf, "--out", str(const), *_overrides(root, **{"train.max_steps": 12})])
+    a = json.loads((lin / "rank_0.json").read_text())
+    c = json.loads((const / "rank_0.json").read_text())
+    assert c["param_abs_sum"] != pytest.approx(a["param_abs_sum"], rel=1e-6)  # the schedule changed the updates
+
+
 def test_learns_the_planted_signal(ebf_table):
     root, _, _ = ebf_table
     out = root / "run_learn"

@@ -61,7 +61,7 @@ def write_markdown(res: dict, path: Path) -> None:
         f"{m['eval_base_rate_spread_pct']:.2f}% of its value).",
         f"- model {m['variant']} (embed {m['embed_dim']}, {m['num_layers']} PIN layers, orth. rate "
         f"{m['orth_rate']:g}), batch {m['batch_size']}, {_length(m, res)}, one process on {m['device']}; seeds "
-        f"{', '.join(map(str, m['seeds']))}, learning rate {m['lr']:g}. The NE curves score the first "
+        f"{', '.join(map(str, m['seeds']))}, learning rate {m['lr']:g} ({m.get('lr_schedule', 'constant')}). The NE curves score the first "
         f"{m['eval_max_batches']} evaluation batches every {m['eval_every']} steps (0 = all).",
         "- NE is eq. 10 (mean log loss / entropy of the evaluation base rate), lower is better. "
         "**NE gain = NE(baseline) - NE(arm): positive = better**, given absolute and relative (% of the "

@@ -45,6 +45,8 @@ MATCH_BUCKETS = 8  # 0 matches, then 1, 2-3, 4-7, ..., >= 64
 LENGTH_COLUMNS: tuple[str, ...] = tuple(f"{s}_length" for s in EBF_SOURCES)
 LENGTH_SOURCE: dict[str, str] = dict(zip(LENGTH_COLUMNS, EBF_SOURCES))
 LENGTH_BUCKETS = 8
+# The constant field (``model.bias_field``): the last field of X_0, one learned vector in every example.
+BIAS_COLUMN = "bias"
 VARIANTS: tuple[str, ...] = ("xdeepint", "da", "dgp", "dwp")
 EMBED_INIT_STD = 0.01
 # DWP generator's last layer starts near (not at) zero: identical pairs would get identical gradients
@@ -66,16 +68,19 @@ class FieldEmbedding(nn.Module):
     """
 
     def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean", target_match: bool = False,
-                 length_fields: bool = False) -> None:
+                 length_fields: bool = False, bias_field: bool = False) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
             raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
         self.embed_dim, self.hash_buckets, self.pooling = embed_dim, hash_buckets, pooling
         self.target_match, self.length_fields = target_match, length_fields
         # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS, then (length_fields)
-        # LENGTH_COLUMNS.
+        # LENGTH_COLUMNS, then (bias_field) BIAS_COLUMN.
         self.field_columns: tuple[str, ...] = (FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
-                                               + (LENGTH_COLUMNS if length_fields else ()))
+                                               + (LENGTH_COLUMNS if length_fields else ())
+                                               + ((BIAS_COLUMN,) if bias_field else ()))
+        # std 1 / sqrt(D): a unit-norm vector at init, so the constant terms start at the scale of W's entries
+        self.bias = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) if bias_field else None
         self.tables = nn.ModuleDict({c: nn.Embedding(hash_buckets, embed_dim) for c in FIELD_COLUMNS})
         if target_match:
             self.tables.update({c: nn.Embedding(MATCH_BUCKETS, embed_dim) for c in MATCH_COLUMNS})
@@ -98,7 +103,7 @@ class FieldEmbedding(nn.Module):
         """Indices of the fields ``batch`` carries (a match field is present with its source's category_id, a
         length field with any column of its source)."""
         return [i for i, c in enumerate(self.field_columns)
-                if c in batch.targets or c in batch.seqs or self._carries(c, batch)]
+                if c in batch.targets or c in batch.seqs or c == BIAS_COLUMN or self._carries(c, batch)]
 
     @staticmethod
     def _carries(col: str, batch: Batch) -> bool:
@@ -115,7 +120,7 @@ class FieldEmbedding(nn.Module):
     def extra_lookups(self, batch: Batch) -> int:
         """Lookups per example of the present match and length fields (one each)."""
         return sum(1 for i in self.present_fields(batch) if self.field_columns[i] not in batch.targets
-                   and self.field_columns[i] not in batch.seqs)
+                   and self.field_columns[i] not in batch.seqs and self.field_columns[i] != BIAS_COLUMN)
 
     def forward(self, batch: Batch) -> Tensor:
         """Returns X_0 [B, F, D]."""
@@ -149,7 +154,10 @@ class FieldEmbedding(nn.Module):
             if self.track_l2:
                 valid = torch.arange(emb.shape[1], device=emb.device)[None, :] < lengths[:, None]
                 squares.append((emb.float().pow(2).sum(-1) * valid).sum())
-        for c in self.field_columns[len(FIELD_COLUMNS):]:  # the match and length fields, if configured
+        for c in self.field_columns[len(FIELD_COLUMNS):]:  # the match, length and bias fields, if configured
+            if c == BIAS_COLUMN:
+                rows.append(self.bias[None, :].expand(b, -1))
+                continue
             if not self._carries(c, batch):  # the source (or its category_id) is not given to this segment
                 rows.append(zero_field(c))
                 continue
@@ -382,7 +390,7 @@ class DynIntModel(nn.Module):
                              "model.hash_buckets >= 2")
         self.cfg = cfg
         self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling, cfg.target_match,
-                                        cfg.length_fields)
+                                        cfg.length_fields, cfg.bias_field)
         self.embedding.track_l2 = cfg.embed_l2 > 0
         fields = self.embedding.num_fields
         self.rows = cfg.subspaces * fields

@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import sys
 import time
@@ -118,6 +119,24 @@ def _broadcast_flag(flag: bool, d: Dist) -> bool:
     return bool(t.item())
 
 
+def lr_at(tc, step: int, total: int) -> float:
+    """``train.lr_schedule``'s learning rate for the update of step ``step`` (0-based) of ``total``: constant;
+    linear, lr * (1 - step / total); cosine, lr * (1 + cos(pi * step / total)) / 2. Both decays reach 0 after the
+    last update, and the first update uses lr."""
+    frac = min(max(step / total, 0.0), 1.0) if total > 0 else 0.0
+    if tc.lr_schedule == "linear":
+        return tc.lr * (1.0 - frac)
+    if tc.lr_schedule == "cosine":
+        return tc.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return tc.lr
+
+
+def set_lr(opt: torch.optim.Optimizer, tc, step: int, total: int) -> None:
+    lr = lr_at(tc, step, total)
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
 def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None = None, resume: bool = False,
           log_every: int = LOG_EVERY, snapshot: DeltaSnapshot | None = None) -> dict:
     """Train on ``table`` read as ``snapshot``, else at ``version``, else each day as the last run that published
@@ -140,6 +159,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
         total = min(total, tc.max_steps)
     model = DynIntModel(cfg.model).to(d.device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    set_lr(opt, tc, 0, total)
     state = {"step": 0, "best_ne": None, "bad_evals": 0, "curve": []}
     ckpt = out_dir / "checkpoint.pt"
     if resume and ckpt.exists():
@@ -181,6 +201,7 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
                 loss = loss_fn(logits, b.label.float()) + model.regularization()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            set_lr(opt, tc, step, total)  # from the step alone: a resumed run continues the same schedule
             opt.step()
             p_train = torch.sigmoid(logits.detach())
             train_metrics.update(b.label.float().detach(), p_train)
