@@ -70,9 +70,8 @@ from training.experiment_stats import (ARM_TEXT, ARMS, DEPTHS, NOISE_SE, ORTH_RA
 # rate's influence. Why one decayed epoch (measured
 # 2026-12-04, docs/PLANTED_MECHANISM.md): with a constant rate over up to 3 epochs every arm's evaluation NE fell
 # steeply until the end of the first epoch and jumped up right after it (the one-epoch phenomenon of
-# embedding-heavy CTR models), so every arm reported its step-180 model, caught mid-descent, where an arm that
-# learns a little slower (the removal arms) looks worse than it converges. The early-stopping evaluations score a
-# fixed prefix of the evaluation day. Sized so that the command finishes within 45 minutes on a shared 2-core
+# embedding-heavy CTR models), so every arm reported its step-180 model, caught mid-descent. The early-stopping
+# evaluations score a fixed prefix of the evaluation day. Sized so that the command finishes within 45 minutes on a shared 2-core
 # CPU host (the report states the measured time). Any key can be overridden with --set.
 # Each run trains on the last training day (train.train_days 1: the day whose sequences have the whole lookback
 # behind them); the logistic-regression sanity baseline of every report is skipped (the arms compare to the
