@@ -1,8 +1,9 @@
 """DynInt (Yan & Li, DLP-KDD 2022) over the EBF example: xDeepInt's PIN and its three dynamic variants.
 
 Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields (+ len(MATCH_COLUMNS) with
-``model.target_match``, + len(LENGTH_COLUMNS) with ``model.length_fields``), D = ``embed_dim``, h
-``subspaces``, R = h * F interaction rows of width d = D / h (subspace crossing, below), K = ``rank``.
+``model.target_match``, + len(LENGTH_COLUMNS) with ``model.length_fields``, + 1 with ``model.bias_field``),
+D = ``embed_dim``, h ``subspaces``, R = h * F interaction rows of width d = D / h (subspace crossing, below),
+K = ``rank``.
 
 - :class:`FieldEmbedding`: a :class:`~training.batch.Batch` -> X_0 [B, F, D] (eq. 1). One table per field;
   a sequence field is its attribute's embeddings pooled over the valid positions. A sequence column the
@@ -101,7 +102,7 @@ class FieldEmbedding(nn.Module):
 
     def present_fields(self, batch: Batch) -> list[int]:
         """Indices of the fields ``batch`` carries (a match field is present with its source's category_id, a
-        length field with any column of its source)."""
+        length field with any column of its source, the constant field always)."""
         return [i for i, c in enumerate(self.field_columns)
                 if c in batch.targets or c in batch.seqs or c == BIAS_COLUMN or self._carries(c, batch)]
 
