@@ -11,6 +11,7 @@ import torch
 
 from dynamix_spark.config import ModelConfig
 from schemas.ebf import ALL_SEQ_COLUMNS, TARGET_COLUMNS, present_columns
+from test_target_match import _batch
 from training.batch import Batch
 from training.costs import model_costs
 from training.model import BIAS_COLUMN, DynIntModel, FieldEmbedding
@@ -18,16 +19,6 @@ from training.model import BIAS_COLUMN, DynIntModel, FieldEmbedding
 SMALL = ModelConfig(variant="dwp", embed_dim=8, num_layers=2, subspaces=2, rank=3, reduction=4,
                     orth_rate=1e-2, hash_buckets=97, pooling="mean", bias_field=True)
 REMOVED = ("surface", "media_type", "position", "device_type")
-
-
-def _batch(b: int, columns: tuple[str, ...], seed: int = 0, n: int = 6) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    sources = sorted({c.split("_seq_")[0] for c in columns} | {"ad"})
-    lengths = {s: torch.randint(0, n + 1, (b,), generator=g) for s in sources}
-    seqs = {c: torch.randint(1, 50, (b, n), generator=g) * (torch.arange(n)[None, :] < lengths[c.split("_seq_")[0]][:, None])
-            for c in columns}
-    targets = {c: torch.randint(1, 10_000, (b,), generator=g) for c in TARGET_COLUMNS}
-    return Batch(targets=targets, seqs=seqs, lengths=lengths, label=torch.zeros(b))
 
 
 def test_the_bias_field_is_the_parameter_in_every_row_and_always_present():

@@ -67,11 +67,11 @@ from training.experiment_stats import (ARM_TEXT, ARMS, DEPTHS, NOISE_SE, ORTH_RA
 # linearly to 0 over it (train.lr_schedule linear), and reports its best evaluated model, scored on the whole
 # evaluation day (final_eval_max_batches 0: the same rows in every arm). The peak rate, 0.01: on the null control's
 # baseline (seed 1) 0.006 and 0.012 gave whole-day NE 0.6971 and 0.6969, so the end of the epoch is past the
-# rate's influence. Why one decayed epoch (measured
-# 2026-12-04, docs/PLANTED_MECHANISM.md): with a constant rate over up to 3 epochs every arm's evaluation NE fell
-# steeply until the end of the first epoch and jumped up right after it (the one-epoch phenomenon of
-# embedding-heavy CTR models), so every arm reported its step-180 model, caught mid-descent. The early-stopping
-# evaluations score a fixed prefix of the evaluation day. Sized so that the command finishes within 45 minutes on a shared 2-core
+# rate's influence. Why one decayed epoch (measured 2026-12-04, docs/PLANTED_MECHANISM.md): with a constant rate
+# over up to 3 epochs every arm's evaluation NE fell steeply until the end of the first epoch and jumped up right
+# after it (the one-epoch phenomenon of embedding-heavy CTR models), so every arm reported its step-180 model,
+# caught mid-descent. The early-stopping evaluations score a fixed prefix of the evaluation day. Sized so that the
+# command finishes within 45 minutes on a shared 2-core
 # CPU host (the report states the measured time). Any key can be overridden with --set.
 # Each run trains on the last training day (train.train_days 1: the day whose sequences have the whole lookback
 # behind them); the logistic-regression sanity baseline of every report is skipped (the arms compare to the

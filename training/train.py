@@ -159,7 +159,6 @@ def train(cfg: Config, table: str, out_dir: Path, d: Dist, version: int | None =
         total = min(total, tc.max_steps)
     model = DynIntModel(cfg.model).to(d.device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    set_lr(opt, tc, 0, total)
     state = {"step": 0, "best_ne": None, "bad_evals": 0, "curve": []}
     ckpt = out_dir / "checkpoint.pt"
     if resume and ckpt.exists():
