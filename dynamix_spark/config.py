@@ -100,8 +100,9 @@ class GeneratorConfig:
     preferred_conversion_share_active: float = 0.3  # conversions on the preferred category (the ad history)
     preferred_conversion_share_passive: float = 0.05
     # The null control: every conversion share above is 0, so which ad a user converts on is a draw like the
-    # ads they are shown, independent of their organic, page and ad history. Views, engagement types and the
-    # dwell shift (what the segmentation reads) are unchanged.
+    # ads they are shown, independent of their organic, page and ad history; and the organic and page sources are
+    # drawn for an independent copy of each user's activity and dwell scale (generate.py). Views, engagement types
+    # and the ad dwell shift (what the segmentation reads) are unchanged.
     null_control: bool = False
 
 
@@ -209,6 +210,11 @@ class ModelConfig:
     # the PIN layers can form every lower-order term without borrowing a near-constant input field for it (removing
     # such a field for one segment then cost NE: docs/PLANTED_MECHANISM.md). Off here (the paper's model); conf sets it.
     bias_field: bool = False
+    bias_fields: int = 1  # with bias_field: how many constant fields (each its own learned [D] vector)
+    # A learned [R, d] term in every PIN layer's interaction, X_l = X_{l-1} o (W X_0 + B) + X_{l-1} (training/model.py):
+    # a constant of its own for every row and dimension, where the constant field gives each row a combination of
+    # only h = ``subspaces`` constant vectors. Off here (the paper's model); conf sets it (docs/PLANTED_MECHANISM.md).
+    row_bias: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ parameters alone. What it plants, for the pipeline to find and survive:
   of the interest category (which only the extra sources reveal) and a share on the preferred category
   (which the ad history reveals); in passive (``low``) windows both shares are small. Every other
   conversion's category is drawn like a shown ad's, so it carries no signal. ``null_control`` sets every
-  conversion share to 0. ``surface``, ``media_type``, ``position`` and ``device_type`` (the low-importance
+  conversion share to 0 and draws the organic and page sources for an independent copy of each user's
+  activity and dwell scale, so that nothing in them is informative about conversions. ``surface``, ``media_type``, ``position`` and ``device_type`` (the low-importance
   attributes) are drawn independently of everything, for every user.
 
 Organic content and page ids carry their category: ``id // CATALOG_STRIDE`` (items per category from
@@ -28,6 +29,7 @@ category, in the same vocabulary as an ad's ``category_id``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -47,6 +49,7 @@ MEDIA_TYPES = ("image", "video", "carousel")
 DEVICES = ("ios", "android", "web")
 EXPOSURE_PREFERRED_SHARE = 0.5  # ads shown (background and burst) of the user's preferred category; else uniform
 CATALOG_STRIDE = 1000  # organic content_id and page_id = CATALOG_STRIDE x category + item
+NULL_DECOY_SEED_OFFSET = 7_919  # null_control: the extra sources' user traits are users() drawn with seed + this
 _MASK53 = (1 << 53) - 1
 
 
@@ -302,9 +305,23 @@ def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
     return ad_impressions, conversions
 
 
+def _extra_source_users(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
+    """The user-days the organic and page sources are drawn for. Under ``null_control`` their user-level traits
+    (activity, dwell scale) are an independent draw from the same distributions, so those sources say nothing about
+    the user's conversions through what all sources share: how active a user is (with a user's usual rate known, a
+    burst of ad impressions before a conversion stands out) and their dwell scale (against which the planted dwell
+    shift before a conversion stands out). Otherwise the user's own traits, as in life."""
+    if not cfg.null_control:
+        return user_day
+    decoy = users(user_day.sparkSession, replace(cfg, seed=cfg.seed + NULL_DECOY_SEED_OFFSET))
+    return (user_day.drop("activity", "user_log_dwell")
+            .join(decoy.select("user_id", "activity", "user_log_dwell"), "user_id"))
+
+
 def organic_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
     r = Draws(cfg.seed + 1)
     uid, day = F.col("user_id"), F.col("day_idx")
+    user_day = _extra_source_users(user_day, cfg)
     df = _explode_count(user_day, r.count("n_org", F.col("activity") * cfg.organic_per_user_day, uid, day), "k")
     key = F.concat_ws(":", uid, day, F.col("k"))
     df = df.withColumn("event_id", F.concat(F.lit("oi-"), key))
@@ -326,6 +343,7 @@ def organic_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
 def page_impressions(user_day: DataFrame, cfg: GeneratorConfig) -> DataFrame:
     r = Draws(cfg.seed + 2)
     uid, day = F.col("user_id"), F.col("day_idx")
+    user_day = _extra_source_users(user_day, cfg)
     df = _explode_count(user_day, r.count("n_page", F.col("activity") * cfg.pages_per_user_day, uid, day), "k")
     key = F.concat_ws(":", uid, day, F.col("k"))
     df = df.withColumn("ts_s", F.col("day_start_s") + _daily_cycle_second(r.uniform("page_t", key)))

@@ -43,13 +43,14 @@ def _generated_day(spark, gen_cfg) -> dict[str, pd.DataFrame]:
     frames = generate(spark, gen_cfg)
     ds = gen_cfg.start_date
     cols = {
-        "ad_impressions": ["event_id", "user_id", "event_ts", "ad_id", "category_id", *LOW_IMPORTANCE],
+        "ad_impressions": ["event_id", "user_id", "event_ts", "ad_id", "category_id", "dwell_ms", *LOW_IMPORTANCE],
         "conversions": ["event_id", "user_id", "event_ts", "ad_id"],
-        "organic_impressions": ["event_id", "user_id", "event_ts", "content_id"],
+        "organic_impressions": ["event_id", "user_id", "event_ts", "content_id", "dwell_ms"],
         "page_impressions": ["event_id", "user_id", "event_ts", "page_id"],
     }
     out = {name: _clean(frames[name].select(*c).toPandas(), ds) for name, c in cols.items()}
     org, page = out.pop("organic_impressions"), out.pop("page_impressions")
+    out["organic_dwell"] = org[["user_id", "dwell_ms"]]
     out["views"] = pd.concat([
         org.assign(category=org["content_id"] // CATALOG_STRIDE)[["user_id", "event_ts", "category"]],
         page.assign(category=page["page_id"] // CATALOG_STRIDE)[["user_id", "event_ts", "category"]],
@@ -194,6 +195,38 @@ def test_null_control_views_do_not_predict_conversions(null):
         print(f"null control, {cls}: match rate {r:.4f} (SE {se:.4f}, n {n}), chance {1 / K}")
         assert n >= 150, (cls, n)
         assert abs(r - 1 / K) < Z * se, (cls, r, se, n)
+
+
+def _spearman(a: pd.Series, b: pd.Series) -> float:
+    return float(np.corrcoef(a.rank(), b.rank())[0, 1])
+
+
+@pytest.mark.parametrize("which", ["planted", "null"])
+def test_extra_sources_share_the_users_traits_except_under_the_null_control(which, request):
+    """Per user, across the day: the number of organic and page views against the number of conversions (both
+    follow the user's activity), and the median log dwell of organic impressions against that of ad impressions
+    (both follow the user's dwell scale). Rank correlations over users: clearly positive with the mechanism
+    planted (as in life), and within 4 standard errors (1 / sqrt(n - 1) under independence) of 0 under the null
+    control, whose extra sources must say nothing about a user's conversions."""
+    cfg, day = request.getfixturevalue(which)
+    views = day["views"].groupby("user_id").size()
+    conv = day["conversions"].groupby("user_id").size()
+    users = views.index.union(conv.index)
+    counts = (views.reindex(users, fill_value=0), conv.reindex(users, fill_value=0))
+    ad = day["ad_impressions"]
+    ad = ad[(ad["dwell_ms"] >= 1_000) & (ad["dwell_ms"] <= 600_000)]  # plausible dwells: the noise left out
+    org = day["organic_dwell"][(day["organic_dwell"]["dwell_ms"] >= 1_000) & (day["organic_dwell"]["dwell_ms"] <= 600_000)]
+    both = pd.concat([np.log(ad.groupby("user_id")["dwell_ms"].median()).rename("ad"),
+                      np.log(org.groupby("user_id")["dwell_ms"].median()).rename("org")], axis=1).dropna()
+    got = {"counts": (_spearman(*counts), len(users)), "dwell": (_spearman(both["ad"], both["org"]), len(both))}
+    print(f"{which}: rank correlations (rho, users) {got}")
+    for name, (rho, n) in got.items():
+        se = 1 / np.sqrt(n - 1)
+        assert n >= 500, (which, name, n)
+        if which == "null":
+            assert abs(rho) < Z * se, (which, name, rho, se)
+        else:
+            assert rho > 2 * Z * se, (which, name, rho, se)
 
 
 def test_previous_window_type_predicts_the_current_one(planted):
