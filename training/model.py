@@ -48,6 +48,11 @@ LENGTH_SOURCE: dict[str, str] = dict(zip(LENGTH_COLUMNS, EBF_SOURCES))
 LENGTH_BUCKETS = 8
 # The constant field (``model.bias_field``): the last field of X_0, one learned vector in every example.
 BIAS_COLUMN = "bias"
+
+
+def bias_columns(n: int) -> tuple[str, ...]:
+    """The constant fields' names: BIAS_COLUMN, then bias_2 ... bias_n."""
+    return tuple(BIAS_COLUMN if k == 1 else f"{BIAS_COLUMN}_{k}" for k in range(1, n + 1))
 VARIANTS: tuple[str, ...] = ("xdeepint", "da", "dgp", "dwp")
 EMBED_INIT_STD = 0.01
 # DWP generator's last layer starts near (not at) zero: identical pairs would get identical gradients
@@ -69,7 +74,7 @@ class FieldEmbedding(nn.Module):
     """
 
     def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean", target_match: bool = False,
-                 length_fields: bool = False, bias_field: bool = False) -> None:
+                 length_fields: bool = False, bias_field: bool = False, bias_fields: int = 1) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
             raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
@@ -79,9 +84,13 @@ class FieldEmbedding(nn.Module):
         # LENGTH_COLUMNS, then (bias_field) BIAS_COLUMN.
         self.field_columns: tuple[str, ...] = (FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
                                                + (LENGTH_COLUMNS if length_fields else ())
-                                               + ((BIAS_COLUMN,) if bias_field else ()))
+                                               + (bias_columns(bias_fields) if bias_field else ()))
+        self.bias_columns = frozenset(bias_columns(bias_fields) if bias_field else ())
         # std 1 / sqrt(D): a unit-norm vector at init, so the constant terms start at the scale of W's entries
         self.bias = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) if bias_field else None
+        # ``model.bias_fields`` > 1: the further constant fields, one row each
+        self.more_biases = (nn.Parameter(torch.randn(bias_fields - 1, embed_dim) / math.sqrt(embed_dim))
+                            if bias_field and bias_fields > 1 else None)
         self.tables = nn.ModuleDict({c: nn.Embedding(hash_buckets, embed_dim) for c in FIELD_COLUMNS})
         if target_match:
             self.tables.update({c: nn.Embedding(MATCH_BUCKETS, embed_dim) for c in MATCH_COLUMNS})
@@ -104,7 +113,7 @@ class FieldEmbedding(nn.Module):
         """Indices of the fields ``batch`` carries (a match field is present with its source's category_id, a
         length field with any column of its source, the constant field always)."""
         return [i for i, c in enumerate(self.field_columns)
-                if c in batch.targets or c in batch.seqs or c == BIAS_COLUMN or self._carries(c, batch)]
+                if c in batch.targets or c in batch.seqs or c in self.bias_columns or self._carries(c, batch)]
 
     @staticmethod
     def _carries(col: str, batch: Batch) -> bool:
@@ -121,7 +130,7 @@ class FieldEmbedding(nn.Module):
     def extra_lookups(self, batch: Batch) -> int:
         """Lookups per example of the present match and length fields (one each)."""
         return sum(1 for i in self.present_fields(batch) if self.field_columns[i] not in batch.targets
-                   and self.field_columns[i] not in batch.seqs and self.field_columns[i] != BIAS_COLUMN)
+                   and self.field_columns[i] not in batch.seqs and self.field_columns[i] not in self.bias_columns)
 
     def forward(self, batch: Batch) -> Tensor:
         """Returns X_0 [B, F, D]."""
@@ -158,6 +167,9 @@ class FieldEmbedding(nn.Module):
         for c in self.field_columns[len(FIELD_COLUMNS):]:  # the match, length and bias fields, if configured
             if c == BIAS_COLUMN:
                 rows.append(self.bias[None, :].expand(b, -1))
+                continue
+            if c in self.bias_columns:
+                rows.append(self.more_biases[int(c.rsplit("_", 1)[1]) - 2][None, :].expand(b, -1))
                 continue
             if not self._carries(c, batch):  # the source (or its category_id) is not given to this segment
                 rows.append(zero_field(c))
@@ -241,6 +253,19 @@ def _generate(net: nn.Sequential, x0: Tensor, rows: Tensor | None, outputs: Tens
     return F.linear(hidden, last.weight[outputs].to(hidden.dtype), last.bias[outputs].to(hidden.dtype))
 
 
+def _row_bias(rows: int, width: int) -> nn.Parameter | None:
+    """``model.row_bias``: a learned [R, d] term added to a layer's interaction (W X_0 + B), zero at init (the
+    layer then equals the papers'); None when ``width`` is 0."""
+    return nn.Parameter(torch.zeros(rows, width)) if width > 0 else None
+
+
+def _affine(interaction: Tensor, bias: Tensor | None, rows: Tensor | None) -> Tensor:
+    """interaction [B, R, d] + the row bias (its ``rows`` only, when given)."""
+    if bias is None:
+        return interaction
+    return interaction + (bias if rows is None else bias[rows]).to(interaction.dtype)
+
+
 class PINLayer(nn.Module):
     """xDeepInt's PIN layer, eq. 3: X_l = X_{l-1} o (W X_0) + X_{l-1}, W static [R, R].
 
@@ -252,9 +277,10 @@ class PINLayer(nn.Module):
     zero row of every X_l and adds nothing to the others (:meth:`DynIntModel.forward` at inference).
     """
 
-    def __init__(self, rows: int, **_: object) -> None:
+    def __init__(self, rows: int, bias_width: int = 0, **_: object) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(rows, rows) / math.sqrt(rows))
+        self.row_bias = _row_bias(rows, bias_width)
 
     def _w(self, rows: Tensor | None) -> Tensor:
         return self.weight if rows is None else self.weight[rows][:, rows]
@@ -264,7 +290,7 @@ class PINLayer(nn.Module):
         return torch.matmul(self._w(rows).to(x0.dtype), x0)
 
     def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        return x * self.interaction(x0, rows) + x, None
+        return x * _affine(self.interaction(x0, rows), self.row_bias, rows) + x, None
 
 
 class DynamicActivationPIN(PINLayer):
@@ -274,8 +300,8 @@ class DynamicActivationPIN(PINLayer):
     starts at zero, so G = 1 and the layer equals eq. 3 at init.
     """
 
-    def __init__(self, rows: int, in_dim: int, reduction: int, **_: object) -> None:
-        super().__init__(rows)
+    def __init__(self, rows: int, in_dim: int, reduction: int, bias_width: int = 0, **_: object) -> None:
+        super().__init__(rows, bias_width)
         self.gate_net = _generator(in_dim, rows, reduction)
         nn.init.zeros_(self.gate_net[-1].weight)
         nn.init.zeros_(self.gate_net[-1].bias)
@@ -285,7 +311,7 @@ class DynamicActivationPIN(PINLayer):
         return 2.0 * torch.sigmoid(_generate(self.gate_net, x0, rows, rows))
 
     def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        return x * self.interaction(x0, rows) * self.gate(x0, rows)[..., None] + x, None
+        return x * _affine(self.interaction(x0, rows), self.row_bias, rows) * self.gate(x0, rows)[..., None] + x, None
 
 
 class DynamicGeneratedPIN(nn.Module):
@@ -296,8 +322,9 @@ class DynamicGeneratedPIN(nn.Module):
     (static columns of U and V; the per-instance scale sqrt(sigma) does not change a cosine's magnitude).
     """
 
-    def __init__(self, rows: int, in_dim: int, reduction: int, rank: int, **_: object) -> None:
+    def __init__(self, rows: int, in_dim: int, reduction: int, rank: int, bias_width: int = 0, **_: object) -> None:
         super().__init__()
+        self.row_bias = _row_bias(rows, bias_width)
         std = (rows * rank) ** -0.25  # var(U V^T)_ij = K std^4 = 1 / R, like the static W
         self.u = nn.Parameter(torch.randn(rows, rank) * std)
         self.v = nn.Parameter(torch.randn(rows, rank) * std)
@@ -317,7 +344,7 @@ class DynamicGeneratedPIN(nn.Module):
 
     def forward(self, x: Tensor, x0: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         penalty = orthogonal_penalty(self.u.t()) + orthogonal_penalty(self.v.t())
-        return x * self.interaction(x0, rows) + x, penalty
+        return x * _affine(self.interaction(x0, rows), self.row_bias, rows) + x, penalty
 
 
 class DynamicWeightedPIN(PINLayer):
@@ -331,8 +358,8 @@ class DynamicWeightedPIN(PINLayer):
     batch mean of each instance's sum over pairs of |cos(u_p, u_q)| + |cos(v_p, v_q)|.
     """
 
-    def __init__(self, rows: int, in_dim: int, reduction: int, rank: int, **_: object) -> None:
-        super().__init__(rows)
+    def __init__(self, rows: int, in_dim: int, reduction: int, rank: int, bias_width: int = 0, **_: object) -> None:
+        super().__init__(rows, bias_width)
         self.rank = rank
         self.pair_net = _generator(in_dim, 2 * rank * rows, reduction)
         nn.init.normal_(self.pair_net[-1].weight, std=DWP_GENERATOR_INIT_STD)
@@ -358,7 +385,7 @@ class DynamicWeightedPIN(PINLayer):
         u, v = self.pairs(x0, rows)
         # With ``rows`` (inference), the penalty is over the computed rows only; it is a training term.
         penalty = (orthogonal_penalty(u) + orthogonal_penalty(v)).mean()
-        return x * self.interaction_from_pairs(x0, u, v, rows) + x, penalty
+        return x * _affine(self.interaction_from_pairs(x0, u, v, rows), self.row_bias, rows) + x, penalty
 
 
 _LAYERS: dict[str, type[nn.Module]] = {
@@ -391,13 +418,14 @@ class DynIntModel(nn.Module):
                              "model.hash_buckets >= 2")
         self.cfg = cfg
         self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling, cfg.target_match,
-                                        cfg.length_fields, cfg.bias_field)
+                                        cfg.length_fields, cfg.bias_field, cfg.bias_fields)
         self.embedding.track_l2 = cfg.embed_l2 > 0
         fields = self.embedding.num_fields
         self.rows = cfg.subspaces * fields
         layer = _LAYERS[cfg.variant]
+        bias_width = cfg.embed_dim // cfg.subspaces if cfg.row_bias else 0
         self.pin = nn.ModuleList(layer(rows=self.rows, in_dim=fields * cfg.embed_dim, reduction=cfg.reduction,
-                                       rank=cfg.rank) for _ in range(cfg.num_layers))
+                                       rank=cfg.rank, bias_width=bias_width) for _ in range(cfg.num_layers))
         self.out_weight = nn.Parameter(torch.randn(self.rows) / math.sqrt(self.rows))
         self.out_bias = nn.Parameter(torch.zeros(()))
         self._penalty: Tensor | None = None
