@@ -60,6 +60,24 @@ def test_unread_attributes_change_nothing_and_the_read_one_costs():
     assert res["base"]["rows"] == 6 * 64
 
 
+def test_standard_error_by_hand_and_zero_for_unread_attributes():
+    from training.importance import clustered_se
+
+    # two batches of one row, changes 1 and 3: mean 2, sqrt(2 / 1 * (1 + 1)) / 2 = 1
+    assert clustered_se([1.0, 3.0], [1, 1]) == pytest.approx(1.0)
+    # equal batches: the usual standard error of the per-batch means (sample std / sqrt(k))
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=7) * 64
+    assert clustered_se(d, [64] * 7) == pytest.approx(np.std(d / 64, ddof=1) / np.sqrt(7))
+    assert np.isnan(clustered_se([1.0], [5]))
+    res = permutation_importance(_ReadsOne("campaign_id"), lambda: iter(_batches()), seed=3)
+    for a in AD_ATTRIBUTES:
+        se = res["attributes"][a]["se_delta_ne"]
+        assert (se > 0) if a == "campaign_id" else (se == 0.0), (a, se)
+    # the read attribute's change is far beyond its standard error
+    assert res["attributes"]["campaign_id"]["delta_ne"] > 5 * res["attributes"]["campaign_id"]["se_delta_ne"]
+
+
 def test_permutation_is_cut_to_the_receiving_rows_length():
     """Ids beyond a row's own length are padding after the permutation (the model pools with the source's
     lengths): a model summing the ids inside each row's length sees only the donors' first positions."""

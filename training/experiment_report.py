@@ -235,18 +235,26 @@ def _importance_section(res: dict) -> list[str]:
          "Permutation of one attribute's sequence at a time within each batch of the evaluation day "
          f"(`training/importance.py`; the first {im.get('max_batches') or 'all'} batches, 0 = all): "
          "NE(permuted) - NE(as read) of the baseline arm's model; least important first (mean over the seeds "
-         "scored).", "",
+         "scored); a seed's column gives its standard error in brackets (batches as clusters).", "",
          "| attribute | mean delta NE | passive | active | " + " | ".join(f"seed {s}" for s in seeds) + " |",
          "|---|---|---|---|" + "---|" * len(seeds)]
     for a in im["ranking"]:
         seg = im["mean_delta_ne_per_segment"][a]
         L.append(f"| {a} | {im['mean_delta_ne'][a]:+.5f} | {fmt(seg.get('0'), '{:+.5f}')} | {fmt(seg.get('1'), '{:+.5f}')} | "
-                 + " | ".join(f"{im['per_seed'][s]['delta_ne'][a]:+.5f}" for s in seeds) + " |")
+                 + " | ".join(_with_se(im['per_seed'][s], a) for s in seeds) + " |")
+    if "within_noise_of_zero" in im:
+        L += ["", "Within noise of 0 (|delta| < 2 standard errors on every seed scored): "
+              + (", ".join(im["within_noise_of_zero"]) or "none") + "."]
     L += ["", f"Lowest {len(im['lowest'])}: {', '.join(im['lowest'])}; configured `ebf.low_importance_attributes`: "
           f"{', '.join(im['configured_low'])}: "
           + ("**the same set**." if im["configured_are_lowest"] else "**not the same set**.")
           + f" To use the ranking: `{im['set_command']}`.", ""]
     return L
+
+
+def _with_se(seed: dict, a: str) -> str:
+    se = (seed.get("se_delta_ne") or {}).get(a)
+    return f"{seed['delta_ne'][a]:+.5f}" + (f" ({se:.5f})" if se is not None else "")
 
 
 def _truth_section(res: dict) -> list[str]:

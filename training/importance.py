@@ -13,7 +13,9 @@ For each ad attribute ``a``, every evaluation batch is scored twice: as read, an
 attribute's link to the label and to the other fields is broken while its distribution is kept. The
 importance of ``a`` is NE(permuted) - NE(as read) (eq. 10): near 0 for an attribute the model does not use,
 positive for one it needs. The ranking (ascending: least important first) is written to
-``<run>/feature_importance.json`` and the lowest ``--keep`` are printed as the override to put in a profile:
+``<run>/feature_importance.json`` with each change's standard error (``se_delta_ne``: the per-batch changes of the
+summed log loss as clusters, over the entropy of the base rate), and the lowest ``--keep`` are printed as the
+override to put in a profile:
 ``--set ebf.low_importance_attributes=[...]`` (the paper removes the 4 attributes of lowest importance).
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ from schemas.ebf import EBF_SOURCES, seq_col  # noqa: E402
 from training.batch import Batch  # noqa: E402
 from training.delta_snapshot import days_snapshot  # noqa: E402
 from training.loader import EbfLoader  # noqa: E402
-from training.metrics import BinaryMetrics  # noqa: E402
+from training.metrics import BinaryMetrics, binary_entropy, log_loss  # noqa: E402
 from training.model import DynIntModel  # noqa: E402
 from training.run_report import report_day_versions  # noqa: E402
 
@@ -79,11 +81,16 @@ def permutation_importance(model: torch.nn.Module, batches: Callable[[], Iterabl
     model.eval()
     base, base_seg = BinaryMetrics(), {}
     perm = {a: (BinaryMetrics(), {}) for a in attributes}
+    # per batch: its rows, and per attribute the summed log loss permuted minus as read (the standard error)
+    rows: list[int] = []
+    diffs: dict[str, list[float]] = {a: [] for a in attributes}
     with torch.no_grad():
         for i, b in enumerate(batches()):
             y = b.label.float()
             p = torch.sigmoid(model(b).float())
             base.update(y, p)
+            rows.append(len(y))
+            base_ll = log_loss(y, p) * len(y)
             base_seg.setdefault(b.segment, BinaryMetrics()).update(y, p)
             for k, a in enumerate(attributes):
                 col = seq_col("ad", a)
@@ -92,6 +99,7 @@ def permutation_importance(model: torch.nn.Module, batches: Callable[[], Iterabl
                                      "importance on a policy that reads every ad attribute (baseline)")
                 rng = np.random.default_rng([seed, i, k])
                 pp = torch.sigmoid(model(_permuted_lengths(b, col, rng)).float())
+                diffs[a].append(log_loss(y, pp) * len(y) - base_ll)
                 overall, seg = perm[a]
                 overall.update(y, pp)
                 seg.setdefault(b.segment, BinaryMetrics()).update(y, pp)
@@ -102,14 +110,27 @@ def permutation_importance(model: torch.nn.Module, batches: Callable[[], Iterabl
     out = {"base": {"ne": ne(base), "per_segment": {str(s): ne(m) for s, m in sorted(base_seg.items())},
                     "rows": base.n},
            "attributes": {}}
+    entropy = binary_entropy(float(base.compute()["base_rate"])) if base.n else float("nan")
     for a, (overall, seg) in perm.items():
         per = {str(s): ne(m) for s, m in sorted(seg.items())}
         out["attributes"][a] = {
             "ne": ne(overall), "delta_ne": ne(overall) - out["base"]["ne"],
+            "se_delta_ne": clustered_se(diffs[a], rows) / entropy if entropy > 0 else float("nan"),
             "per_segment": per,
             "delta_ne_per_segment": {s: v - out["base"]["per_segment"][s] for s, v in per.items()}}
     out["ranking"] = sorted(attributes, key=lambda a: out["attributes"][a]["delta_ne"])
     return out
+
+
+def clustered_se(diffs: Sequence[float], rows: Sequence[int]) -> float:
+    """Standard error of sum(diffs) / sum(rows), the mean per-row change, with batches as clusters: each batch's
+    rows share its permutation, so they are not independent. nan with fewer than 2 batches."""
+    d, n = np.asarray(diffs, dtype=np.float64), np.asarray(rows, dtype=np.float64)
+    k = len(d)
+    if k < 2:
+        return float("nan")
+    mean = d.sum() / n.sum()
+    return float(np.sqrt(k / (k - 1) * ((d - n * mean) ** 2).sum()) / n.sum())
 
 
 def _run_config(run: Path) -> tuple[Config, dict]:
@@ -163,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for a in res["ranking"]:
         r = res["attributes"][a]
         segs = " ".join(f"seg{s} {v:+.5f}" for s, v in r["delta_ne_per_segment"].items())
-        print(f"{a:16s} delta NE {r['delta_ne']:+.5f}  ({segs})")
+        print(f"{a:16s} delta NE {r['delta_ne']:+.5f} (se {r['se_delta_ne']:.5f})  ({segs})")
     low = res["ranking"][:args.keep]
     print(f"--set ebf.low_importance_attributes=[{', '.join(low)}]")
     return 0
