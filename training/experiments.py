@@ -80,7 +80,7 @@ DEFAULT_TRAIN = {"train.epochs": 1, "train.max_steps": 0, "train.train_days": 1,
                  "train.eval_max_batches": 40, "train.final_eval_max_batches": 0, "train.lr": 0.01,
                  "train.lr_schedule": "linear", "train.early_stopping_patience": 2,
                  "train.checkpoint_every": 100000, "train.logreg_baseline": False}
-# The feature-importance pass (--importance) scores this many evaluation batches of the first seed's baseline
+# The feature-importance pass (--importance) scores this many evaluation batches of each seed's baseline
 # run 12 times (as read and once per ad attribute permuted).
 IMPORTANCE_BATCHES = 100
 # The experiments' own dataset (unless --raw-root), generated and built under data/experiments/ (the demo's lake
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     res["segment_truth"] = segment_truth(snapshot.files, reports[arms["baseline"][0][1].name]["eval_days"],
                                          cfg.paths.truth_root)
     if args.importance:
-        res["importance"] = importance(arms["baseline"][:1], runs_dir, cfg.ebf.low_importance_attributes, log)
+        res["importance"] = importance(arms["baseline"], runs_dir, cfg.ebf.low_importance_attributes, log)
     if args.compare_epsilon:
         res["epsilon"] = compare_epsilon(cfg, sorted(seg["per_ds"]), runs_dir, log)
     res["claims"] = claims(res, null_control=cfg.generator.null_control)
