@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The experiments (issues 8 and 20): DynamiX Tables 2 and 3 (5 arms x 3 seeds, each trained up to 3 epochs of the last
-# training day with early stopping, scored on the whole evaluation day), the DynInt variants with every seed, a
+# The experiments (issues 8 and 20): DynamiX Tables 2 and 3 (5 arms x 3 seeds, each trained one epoch of the last
+# training day, learning rate decayed linearly, scored on the whole evaluation day), the DynInt variants with every seed, a
 # feature-importance pass and the epsilon of `auto` beside the 2/3 target, on the lake (generated and built first
 # if missing); report in docs/EXPERIMENTS.md + docs/experiments.json + PNGs.
 #   bash scripts/experiments.sh [--null-control] [--gpu-scale] [--seeds N] [--raw-root PATH] [--out DIR] [--fresh]
