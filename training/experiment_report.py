@@ -299,7 +299,8 @@ def _null_section(res: dict) -> list[str]:
         return []
     L = ["## The null control", "",
          f"From `{nc['path']}` (finished {nc['finished_at']}): the same command with `--null-control`, a dataset "
-         "generated with every planted effect 0 (everything else unchanged).", "",
+         "generated with every planted effect 0 and the organic and page sources drawn for a decoy copy of each user's "
+         "activity and dwell scale (docs/PLANTED_MECHANISM.md, \"The null control\").", "",
          "| arm | NE | NE gain | noise? |", "|---|---|---|---|"]
     for arm in ARMS:
         a = nc["arms"][arm]
