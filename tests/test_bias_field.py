@@ -65,6 +65,16 @@ def _fit(model: DynIntModel, batch: Batch, steps: int = 600) -> float:
         return float(loss_fn(model(batch), batch.label))
 
 
+def _fit_frozen(cfg: ModelConfig, ref: DynIntModel, batch: Batch) -> float:
+    """:func:`_fit` of a model of ``cfg`` (seed 0) whose embedding tables are ``ref``'s, frozen."""
+    torch.manual_seed(0)
+    model = DynIntModel(cfg)
+    model.embedding.tables.load_state_dict(ref.embedding.tables.state_dict())
+    for t in model.embedding.tables.values():
+        t.weight.requires_grad_(False)
+    return _fit(model, batch)
+
+
 def test_a_per_dimension_linear_term_needs_the_bias_field():
     """xDeepInt, one PIN layer, h = 1: logit = sum_r w_r sum_d (x_rd (W x0)_rd + x_rd) + b. Its linear terms weigh
     every dimension of a field alike (w_r sum_d x_rd); the other terms are products of two fields' entries. So
@@ -79,12 +89,5 @@ def test_a_per_dimension_linear_term_needs_the_bias_field():
         a = ref.embedding(batch)[:, 0]  # the first target field's embedding, [B, 4]
     y = a[:, 0] - a[:, 1]
     batch.label = (y - y.mean()) / y.std()
-    losses = {}
-    for bias in (False, True):
-        torch.manual_seed(0)
-        model = DynIntModel(replace(cfg, bias_field=bias))
-        model.embedding.tables.load_state_dict(ref.embedding.tables.state_dict())
-        for t in model.embedding.tables.values():
-            t.weight.requires_grad_(False)
-        losses[bias] = _fit(model, batch)
+    losses = {bias: _fit_frozen(replace(cfg, bias_field=bias), ref, batch) for bias in (False, True)}
     assert losses[True] < 0.05 and losses[False] > 0.3, losses

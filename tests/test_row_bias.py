@@ -11,7 +11,7 @@ import torch
 
 from dynamix_spark.config import ModelConfig
 from schemas.ebf import ALL_SEQ_COLUMNS, TARGET_COLUMNS, present_columns
-from test_bias_field import REMOVED, SMALL, _fit
+from test_bias_field import REMOVED, SMALL, _fit_frozen
 from test_target_match import _batch
 from training.model import (BIAS_COLUMN, DynamicActivationPIN, DynamicGeneratedPIN, DynamicWeightedPIN, DynIntModel,
                             FieldEmbedding, PINLayer)
@@ -116,12 +116,5 @@ def test_per_row_constants_that_one_constant_field_cannot_give():
         x0 = ref.embedding(batch)
     y = x0[:, 0, 0] - x0[:, 0, 1] + x0[:, 1, 2] - x0[:, 1, 3]
     batch.label = (y - y.mean()) / y.std()
-    losses = {}
-    for row_bias in (False, True):
-        torch.manual_seed(0)
-        model = DynIntModel(replace(cfg, row_bias=row_bias))
-        model.embedding.tables.load_state_dict(ref.embedding.tables.state_dict())
-        for t in model.embedding.tables.values():
-            t.weight.requires_grad_(False)
-        losses[row_bias] = _fit(model, batch)
+    losses = {row_bias: _fit_frozen(replace(cfg, row_bias=row_bias), ref, batch) for row_bias in (False, True)}
     assert losses[True] < 0.05 and losses[False] > 0.2, losses

@@ -266,11 +266,6 @@ def compare_epsilon(cfg: Config, days: Sequence[str], out_dir: Path, log) -> dic
     return res
 
 
-def ranking_of(attrs: Sequence[str], mean: dict) -> list[str]:
-    """Least important first."""
-    return sorted(attrs, key=lambda a: mean[a])
-
-
 def importance(runs: Sequence[tuple[int, Run]], runs_dir: Path, low: Sequence[str], log,
                max_batches: int = IMPORTANCE_BATCHES) -> dict:
     """Permutation importance (training/importance.py) of each seed's baseline run on the whole evaluation
@@ -288,17 +283,17 @@ def importance(runs: Sequence[tuple[int, Run]], runs_dir: Path, low: Sequence[st
     mean_seg = {a: {k: float(np.mean([v["attributes"][a]["delta_ne_per_segment"][k] for v in per_seed.values()
                                       if k in v["attributes"][a]["delta_ne_per_segment"]])) for k in segs}
                 for a in attrs}
-    ranking = ranking_of(attrs, mean)
+    ranking = sorted(attrs, key=lambda a: mean[a])
     k = len(low)
     se = {s: {a: v["attributes"][a].get("se_delta_ne") for a in attrs} for s, v in per_seed.items()}
-    # within noise of 0 on every seed scored: |delta| < 2 standard errors (training/importance.py)
-    null = [a for a in attrs if all(se[s][a] is not None and abs(v["attributes"][a]["delta_ne"]) < 2 * se[s][a]
-                                    for s, v in per_seed.items())]
+    # within noise of 0 on every seed scored: |delta| < 2 standard errors (training/importance.py); ranking order
+    null = [a for a in ranking if all(se[s][a] is not None and abs(v["attributes"][a]["delta_ne"]) < 2 * se[s][a]
+                                      for s, v in per_seed.items())]
     return {"max_batches": max_batches, "per_seed": {s: {"ranking": v["ranking"], "base_ne": v["base"]["ne"], "rows": v["base"]["rows"],
                              "delta_ne": {a: v["attributes"][a]["delta_ne"] for a in attrs},
                              "se_delta_ne": se[s]}
                          for s, v in per_seed.items()},
-            "within_noise_of_zero": [a for a in ranking_of(attrs, mean) if a in null],
+            "within_noise_of_zero": null,
             "mean_delta_ne": mean, "mean_delta_ne_per_segment": mean_seg, "ranking": ranking,
             "configured_low": list(low), "lowest": ranking[:k],
             "configured_are_lowest": sorted(ranking[:k]) == sorted(low),

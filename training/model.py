@@ -1,9 +1,9 @@
 """DynInt (Yan & Li, DLP-KDD 2022) over the EBF example: xDeepInt's PIN and its three dynamic variants.
 
 Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields (+ len(MATCH_COLUMNS) with
-``model.target_match``, + len(LENGTH_COLUMNS) with ``model.length_fields``, + 1 with ``model.bias_field``),
-D = ``embed_dim``, h ``subspaces``, R = h * F interaction rows of width d = D / h (subspace crossing, below),
-K = ``rank``.
+``model.target_match``, + len(LENGTH_COLUMNS) with ``model.length_fields``, + ``model.bias_fields`` with
+``model.bias_field``), D = ``embed_dim``, h ``subspaces``, R = h * F interaction rows of width d = D / h (subspace
+crossing, below), K = ``rank``.
 
 - :class:`FieldEmbedding`: a :class:`~training.batch.Batch` -> X_0 [B, F, D] (eq. 1). One table per field;
   a sequence field is its attribute's embeddings pooled over the valid positions. A sequence column the
@@ -48,16 +48,16 @@ LENGTH_SOURCE: dict[str, str] = dict(zip(LENGTH_COLUMNS, EBF_SOURCES))
 LENGTH_BUCKETS = 8
 # The constant field (``model.bias_field``): the last field of X_0, one learned vector in every example.
 BIAS_COLUMN = "bias"
-
-
-def bias_columns(n: int) -> tuple[str, ...]:
-    """The constant fields' names: BIAS_COLUMN, then bias_2 ... bias_n."""
-    return tuple(BIAS_COLUMN if k == 1 else f"{BIAS_COLUMN}_{k}" for k in range(1, n + 1))
 VARIANTS: tuple[str, ...] = ("xdeepint", "da", "dgp", "dwp")
 EMBED_INIT_STD = 0.01
 # DWP generator's last layer starts near (not at) zero: identical pairs would get identical gradients
 # forever, so the K rank-1 terms could never differ. At init G(x) is within about 1% of 1.
 DWP_GENERATOR_INIT_STD = 0.01
+
+
+def bias_columns(n: int) -> tuple[str, ...]:
+    """The names of ``model.bias_fields`` = n constant fields: BIAS_COLUMN, then bias_2 ... bias_n."""
+    return tuple(BIAS_COLUMN if k == 1 else f"{BIAS_COLUMN}_{k}" for k in range(1, n + 1))
 
 
 class FieldEmbedding(nn.Module):
@@ -81,11 +81,12 @@ class FieldEmbedding(nn.Module):
         self.embed_dim, self.hash_buckets, self.pooling = embed_dim, hash_buckets, pooling
         self.target_match, self.length_fields = target_match, length_fields
         # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS, then (length_fields)
-        # LENGTH_COLUMNS, then (bias_field) BIAS_COLUMN.
+        # LENGTH_COLUMNS, then (bias_field) bias_columns(bias_fields).
         self.field_columns: tuple[str, ...] = (FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
                                                + (LENGTH_COLUMNS if length_fields else ())
                                                + (bias_columns(bias_fields) if bias_field else ()))
-        self.bias_columns = frozenset(bias_columns(bias_fields) if bias_field else ())
+        # constant field -> its index: 0 is ``bias``, k > 0 row k - 1 of ``more_biases``
+        self.bias_columns = {c: k for k, c in enumerate(bias_columns(bias_fields) if bias_field else ())}
         # std 1 / sqrt(D): a unit-norm vector at init, so the constant terms start at the scale of W's entries
         self.bias = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) if bias_field else None
         # ``model.bias_fields`` > 1: the further constant fields, one row each
@@ -165,11 +166,9 @@ class FieldEmbedding(nn.Module):
                 valid = torch.arange(emb.shape[1], device=emb.device)[None, :] < lengths[:, None]
                 squares.append((emb.float().pow(2).sum(-1) * valid).sum())
         for c in self.field_columns[len(FIELD_COLUMNS):]:  # the match, length and bias fields, if configured
-            if c == BIAS_COLUMN:
-                rows.append(self.bias[None, :].expand(b, -1))
-                continue
             if c in self.bias_columns:
-                rows.append(self.more_biases[int(c.rsplit("_", 1)[1]) - 2][None, :].expand(b, -1))
+                k = self.bias_columns[c]
+                rows.append((self.bias if k == 0 else self.more_biases[k - 1])[None, :].expand(b, -1))
                 continue
             if not self._carries(c, batch):  # the source (or its category_id) is not given to this segment
                 rows.append(zero_field(c))
