@@ -99,9 +99,13 @@ class GeneratorConfig:
     interest_conversion_share_passive: float = 0.05
     preferred_conversion_share_active: float = 0.3  # conversions on the preferred category (the ad history)
     preferred_conversion_share_passive: float = 0.05
-    # The null control: every conversion share above is 0, so which ad a user converts on is a draw like the
-    # ads they are shown, independent of their organic, page and ad history; and the organic and page sources are
-    # drawn for an independent copy of each user's activity and dwell scale (generate.py). Views, engagement types
+    # Re-exposure (retargeting): this share of the ads shown in the minutes before a conversion is the converted ad,
+    # or another ad of its campaign or advertiser, which only the ad history's ids reveal (generate.py).
+    reexposure_share_active: float = 0.3
+    reexposure_share_passive: float = 0.05
+    # The null control: every conversion and re-exposure share above is 0, so which ad a user converts on is a draw
+    # like the ads they are shown, independent of their organic, page and ad history; and the organic and page
+    # sources are drawn for an independent copy of each user's activity and dwell scale (generate.py). Views, engagement types
     # and the ad dwell shift (what the segmentation reads) are unchanged.
     null_control: bool = False
 
@@ -203,6 +207,10 @@ class ModelConfig:
     # Target-aware match fields: per source with a category_id sequence, the bucketed count of its events of the
     # target ad's category, as one more field each (training/model.py). Off here (the paper's model); conf sets it.
     target_match: bool = False
+    # Target-aware id match fields: the bucketed count of the ad history's events showing the target ad, its campaign,
+    # its advertiser, its content (semantic ids) (training/model.py): the re-exposure signal of retargeting. Off here;
+    # conf sets it.
+    id_match: bool = False
     # Per source, the bucketed sequence length as a field (training/model.py). Off, and off in conf: a diagnostic of
     # the removal arms' cost that did not remove it (docs/PLANTED_MECHANISM.md).
     length_fields: bool = False

@@ -58,7 +58,7 @@ def check_ranges(c: Any) -> None:
          f"must be in [1, 1000] (ids are 1000 x category + item), got {c.generator.catalog_items_per_category}")
     for name in ("engagement_persistence", "interest_view_share", "interest_conversion_share_active",
                  "interest_conversion_share_passive", "preferred_conversion_share_active",
-                 "preferred_conversion_share_passive"):
+                 "preferred_conversion_share_passive", "reexposure_share_active", "reexposure_share_passive"):
         v = getattr(c.generator, name)
         need(0.0 <= v <= 1.0, f"generator.{name}", f"must be in [0, 1], got {v}")
     for cls in ("active", "passive"):

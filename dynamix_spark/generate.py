@@ -17,8 +17,10 @@ parameters alone. What it plants, for the pipeline to find and survive:
   in ads only by chance. In active windows (``positive``/``negative``) a share of conversions is on an ad
   of the interest category (which only the extra sources reveal) and a share on the preferred category
   (which the ad history reveals); in passive (``low``) windows both shares are small. Every other
-  conversion's category is drawn like a shown ad's, so it carries no signal. ``null_control`` sets every
-  conversion share to 0 and draws the organic and page sources for an independent copy of each user's
+  conversion's category is drawn like a shown ad's, so it carries no signal. Re-exposure: a share of the ads
+  shown in the minutes before a conversion (``reexposure_share_active`` / ``_passive``) are the converted ad,
+  another ad of its campaign, or of its advertiser (one level each, equally likely), which only the ad history's
+  id attributes reveal. ``null_control`` sets every conversion and re-exposure share to 0 and draws the organic and page sources for an independent copy of each user's
   activity and dwell scale, so that nothing in them is informative about conversions. ``surface``, ``media_type``, ``position`` and ``device_type`` (the low-importance
   attributes) are drawn independently of everything, for every user.
 
@@ -162,10 +164,24 @@ def _explode_count(df: DataFrame, n: Column, name: str) -> DataFrame:
     )
 
 
-def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, category: Column, key: Column) -> DataFrame:
-    ads_per_cat = max(1, cfg.n_ads // cfg.n_categories)
-    in_cat = r.integer("ad_in_cat", 0, ads_per_cat - 1, key)
-    ad_id = category * ads_per_cat + in_cat + 1
+def _ads_per_category(cfg: GeneratorConfig) -> int:
+    return max(1, cfg.n_ads // cfg.n_categories)
+
+
+def _drawn_ad_id(r: Draws, cfg: GeneratorConfig, category: Column, key: Column) -> Column:
+    """An ad of ``category``, uniform within it: ads are numbered 1.. by category (ads_per_category each)."""
+    ads_per_cat = _ads_per_category(cfg)
+    return category * ads_per_cat + r.integer("ad_in_cat", 0, ads_per_cat - 1, key) + 1
+
+
+def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, category: Column, key: Column,
+                   ad_id: Column | None = None) -> DataFrame:
+    """The ad's attributes: an ad of ``category`` drawn by ``key``, or the given ``ad_id`` (its category follows
+    from the numbering). Campaigns are 10 consecutive ad ids, advertisers 100."""
+    ads_per_cat = _ads_per_category(cfg)
+    ad_id = _drawn_ad_id(r, cfg, category, key) if ad_id is None else ad_id
+    category = F.floor((ad_id - 1) / ads_per_cat)
+    in_cat = F.pmod(ad_id - 1, F.lit(ads_per_cat))
     return (
         df.withColumn("category_id", category.cast("long"))
         .withColumn("ad_id", ad_id.cast("long"))
@@ -205,6 +221,27 @@ def conversion_shares(cfg: GeneratorConfig) -> dict[str, tuple[float, float]]:
         return {"active": (0.0, 0.0), "passive": (0.0, 0.0)}
     return {"active": (cfg.interest_conversion_share_active, cfg.preferred_conversion_share_active),
             "passive": (cfg.interest_conversion_share_passive, cfg.preferred_conversion_share_passive)}
+
+
+REEXPOSURE_LEVELS = ("ad", "campaign", "advertiser")  # a re-exposed ad: the converted one, or one of its campaign or advertiser
+
+
+def reexposure_shares(cfg: GeneratorConfig) -> dict[str, float]:
+    """Share of the burst before a conversion that re-exposes the converted ad, per window class; 0 under
+    ``null_control``."""
+    if cfg.null_control:
+        return {"active": 0.0, "passive": 0.0}
+    return {"active": cfg.reexposure_share_active, "passive": cfg.reexposure_share_passive}
+
+
+def _reexposed_ad_id(r: Draws, cfg: GeneratorConfig, converted: Column, key: Column) -> Column:
+    """An ad related to ad ``converted``: itself, or uniform among its campaign's (10 consecutive ids) or its
+    advertiser's (100), one level each with equal probability; kept within the numbered ads."""
+    level = r.integer("reexpose_level", 0, len(REEXPOSURE_LEVELS) - 1, key)
+    campaign = F.floor(converted / 10) * 10 + r.integer("reexpose_campaign", 0, 9, key)
+    advertiser = F.floor(converted / 100) * 100 + r.integer("reexpose_advertiser", 0, 99, key)
+    related = F.when(level == 0, converted).when(level == 1, campaign).otherwise(advertiser)
+    return F.least(F.greatest(related, F.lit(1)), F.lit(_ads_per_category(cfg) * cfg.n_categories)).cast("long")
 
 
 def _dwell(r: Draws, cfg: GeneratorConfig, key: Column, shift: Column) -> Column:
@@ -274,9 +311,16 @@ def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
     burst = _explode_count(conv, r.count("n_burst", F.lit(cfg.burst_impressions_per_conversion), ckey), "j")
     bkey = F.concat_ws(":", ckey, F.col("j"))
     burst_cat = _shown_category(r, cfg, "burst", bkey)
-    burst = _ad_attributes(burst.drop("category_id", "ad_id", "campaign_id", "advertiser_id", "semantic_ids",
-                                      "surface", "media_type", "position", "device_type"),
-                           r, cfg, burst_cat, bkey)
+    # Re-exposure (the planted id signal): a share of the burst shows the converted ad or an ad of its campaign or
+    # advertiser; the rest is drawn like any shown ad (all of it under the null control, exactly as before).
+    reexposure = reexposure_shares(cfg)
+    reexposed = r.uniform("reexpose", bkey) < F.when(active, reexposure["active"]).otherwise(reexposure["passive"])
+    burst_ad = F.when(reexposed, _reexposed_ad_id(r, cfg, F.col("ad_id"), bkey)).otherwise(
+        _drawn_ad_id(r, cfg, burst_cat, bkey))
+    burst = _ad_attributes(burst.withColumn("burst_ad_id", burst_ad)
+                           .drop("category_id", "ad_id", "campaign_id", "advertiser_id", "semantic_ids",
+                                 "surface", "media_type", "position", "device_type"),
+                           r, cfg, burst_cat, bkey, F.col("burst_ad_id"))
     burst = burst.select(
         F.concat(F.lit("ai-b-"), bkey).alias("event_id"), "user_id",
         (F.col("conv_s") - r.integer("burst_t", 0, BURST_LOOKBACK_S, bkey)).alias("ts_s"),

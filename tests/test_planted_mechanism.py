@@ -43,7 +43,8 @@ def _generated_day(spark, gen_cfg) -> dict[str, pd.DataFrame]:
     frames = generate(spark, gen_cfg)
     ds = gen_cfg.start_date
     cols = {
-        "ad_impressions": ["event_id", "user_id", "event_ts", "ad_id", "category_id", "dwell_ms", *LOW_IMPORTANCE],
+        "ad_impressions": ["event_id", "user_id", "event_ts", "ad_id", "campaign_id", "advertiser_id", "category_id",
+                           "dwell_ms", *LOW_IMPORTANCE],
         "conversions": ["event_id", "user_id", "event_ts", "ad_id"],
         "organic_impressions": ["event_id", "user_id", "event_ts", "content_id", "dwell_ms"],
         "page_impressions": ["event_id", "user_id", "event_ts", "page_id"],
@@ -272,6 +273,68 @@ def test_low_importance_attributes_carry_no_signal(which, request):
         assert z_active > 2 * Z, z_active
 
 
+def _reexposure_differences(day: dict[str, pd.DataFrame], burst_s: int = 240, own_s: int = 30) -> pd.DataFrame:
+    """Per conversion (with an ad, in an active or passive window), the ad impressions the user was shown in
+    [t - burst_s, t - own_s) (the minutes before it, without the 30 s before t that hold its own impression) counted
+    at three levels against an ad X: X itself; another ad of X's campaign; an ad of X's advertiser in another
+    campaign. Columns ``d_<level>`` = count for the converted ad - count for a placebo ad: the converted ad of a
+    conversion of another user with the same preferred category (within each preferred category, conversions are
+    paired with the one half the group away). A placebo ad is drawn as the converted one is when nothing is
+    planted, and independently of this user's impressions, so every difference has mean 0 under the null control."""
+    ads = day["ad_impressions"].dropna(subset=["ad_id", "campaign_id", "advertiser_id"]).astype(
+        {"ad_id": "int64", "campaign_id": "int64", "advertiser_id": "int64"})
+    info = ads.drop_duplicates("ad_id")[["ad_id", "campaign_id", "advertiser_id"]]
+    conv = day["conversions"].dropna(subset=["ad_id"]).astype({"ad_id": "int64"})
+    pref = day["truth"].drop_duplicates("user_id")[["user_id", "preferred_category"]]
+    conv = conv.merge(pref, on="user_id").sort_values(["preferred_category", "user_id", "event_ts"])
+    parts = []
+    for _, g in conv.groupby("preferred_category"):
+        other = g.iloc[np.roll(np.arange(len(g)), len(g) // 2)]
+        parts.append(g.assign(placebo_ad=other["ad_id"].to_numpy(), placebo_user=other["user_id"].to_numpy()))
+    conv = pd.concat(parts)
+    conv = conv[conv["placebo_user"] != conv["user_id"]]
+    conv = _with_window(conv, day["truth"]).rename(columns={"event_ts": "conv_ts", "event_id": "conv_id"})
+    shown = conv.merge(ads[["user_id", "event_ts", "ad_id", "campaign_id", "advertiser_id"]].rename(
+        columns={"ad_id": "shown_ad", "campaign_id": "shown_campaign", "advertiser_id": "shown_advertiser"}),
+        on="user_id")
+    before_s = (shown["conv_ts"] - shown["event_ts"]).dt.total_seconds()
+    shown = shown[(before_s > own_s) & (before_s <= burst_s)]
+    out = conv[["conv_id", "user_id", "active"]].set_index("conv_id")
+    for name, col in (("converted", "ad_id"), ("placebo", "placebo_ad")):
+        x = shown.merge(info.rename(columns={"ad_id": col, "campaign_id": "x_campaign", "advertiser_id": "x_adv"}),
+                        on=col)
+        same_ad = x["shown_ad"] == x[col]
+        same_campaign = (x["shown_campaign"] == x["x_campaign"]) & ~same_ad
+        same_adv = (x["shown_advertiser"] == x["x_adv"]) & (x["shown_campaign"] != x["x_campaign"])
+        for level, hit in (("ad", same_ad), ("campaign", same_campaign), ("advertiser", same_adv)):
+            out[f"{name}_{level}"] = hit.groupby(x["conv_id"]).sum().reindex(out.index, fill_value=0)
+    for level in ("ad", "campaign", "advertiser"):
+        out[f"d_{level}"] = out[f"converted_{level}"].fillna(0) - out[f"placebo_{level}"].fillna(0)
+    return out
+
+
+@pytest.mark.parametrize("which", ["planted", "null"])
+def test_reexposure_before_active_conversions_at_every_id_level(which, request):
+    """The planted id signal: in the minutes before a conversion in an active window the user is shown the converted
+    ad, another ad of its campaign and another of its advertiser more often than a placebo ad (a like-drawn converted
+    ad of another user), at each level on its own; under the null control no level differs from the placebo."""
+    cfg, day = request.getfixturevalue(which)
+    diffs = _reexposure_differences(day)
+    act = diffs[diffs["active"]]
+    assert len(act) >= 500, len(act)
+    for level in ("ad", "campaign", "advertiser"):
+        per_user = act.groupby("user_id")[f"d_{level}"]
+        mean = act[f"d_{level}"].mean()
+        # clustered by user: the sum of each user's deviations from the mean
+        se = np.sqrt(((per_user.sum() - per_user.count() * mean) ** 2).sum()) / len(act)
+        print(f"{which}: {level} level, mean count before an active conversion {act[f'converted_{level}'].mean():.3f} "
+              f"(placebo {act[f'placebo_{level}'].mean():.3f}), difference {mean:.3f} se {se:.3f}, n {len(act)}")
+        if which == "planted":
+            assert mean > 2 * Z * se, (level, mean, se)
+        else:
+            assert abs(mean) < Z * se, (level, mean, se)
+
+
 def _interest_z_active(imp: pd.DataFrame) -> float:
     act = imp["active"]
     interest = imp["category_id"] == imp["interest_category"]
@@ -283,6 +346,7 @@ def _interest_z_active(imp: pd.DataFrame) -> float:
     ("generator.interest_conversion_share_active=-0.1", "generator.interest_conversion_share_active"),
     ("generator.preferred_conversion_share_passive=0.96", "generator.preferred_conversion_share_passive"),
     ("generator.catalog_items_per_category=1001", "generator.catalog_items_per_category"),
+    ("generator.reexposure_share_active=1.2", "generator.reexposure_share_active"),
     ("generator.null_control=maybe", "generator.null_control"),
 ])
 def test_bad_effect_sizes_name_the_key(override, key):

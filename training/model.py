@@ -1,7 +1,8 @@
 """DynInt (Yan & Li, DLP-KDD 2022) over the EBF example: xDeepInt's PIN and its three dynamic variants.
 
 Shapes: B examples, F = len(TARGET_COLUMNS) + len(ALL_SEQ_COLUMNS) fields (+ len(MATCH_COLUMNS) with
-``model.target_match``, + len(LENGTH_COLUMNS) with ``model.length_fields``, + ``model.bias_fields`` with
+``model.target_match``, + len(ID_MATCH_COLUMNS) with ``model.id_match``, + len(LENGTH_COLUMNS) with
+``model.length_fields``, + ``model.bias_fields`` with
 ``model.bias_field``), D = ``embed_dim``, h ``subspaces``, R = h * F interaction rows of width d = D / h (subspace
 crossing, below), K = ``rank``.
 
@@ -38,7 +39,16 @@ SEQ_SOURCE: dict[str, str] = {seq_col(s, a): s for s, attrs in EBF_SOURCES.items
 MATCH_ATTRIBUTE = "category_id"
 MATCH_SOURCES: tuple[str, ...] = tuple(s for s, attrs in EBF_SOURCES.items() if MATCH_ATTRIBUTE in attrs)
 MATCH_COLUMNS: tuple[str, ...] = tuple(f"{s}_match_{MATCH_ATTRIBUTE}" for s in MATCH_SOURCES)
+# Target-aware id match fields (``model.id_match``): the same count for the ad source's id attributes, how many of the
+# ad history's events show the target ad itself, its campaign, its advertiser or its content (semantic ids): the
+# re-exposure signal (docs/PLANTED_MECHANISM.md). Targets and sequences hash an attribute the same way (schemas/ebf.py).
+ID_MATCH_ATTRIBUTES: tuple[str, ...] = ("ad_id", "campaign_id", "advertiser_id", "semantic_ids")
+ID_MATCH_COLUMNS: tuple[str, ...] = tuple(f"ad_match_{a}" for a in ID_MATCH_ATTRIBUTES)
+# match field -> (the sequence column it counts in, the target column it counts)
 MATCH_SEQ: dict[str, str] = {m: seq_col(s, MATCH_ATTRIBUTE) for m, s in zip(MATCH_COLUMNS, MATCH_SOURCES)}
+MATCH_SEQ.update({m: seq_col("ad", a) for m, a in zip(ID_MATCH_COLUMNS, ID_MATCH_ATTRIBUTES)})
+MATCH_TARGET: dict[str, str] = {m: f"tgt_{MATCH_ATTRIBUTE}" for m in MATCH_COLUMNS}
+MATCH_TARGET.update({m: f"tgt_{a}" for m, a in zip(ID_MATCH_COLUMNS, ID_MATCH_ATTRIBUTES)})
 MATCH_BUCKETS = 8  # 0 matches, then 1, 2-3, 4-7, ..., >= 64
 # Length fields (``model.length_fields``): per source, its sequence's length (events before padding), bucketed the
 # same way and embedded: how much history there is, as an input of its own rather than something the model
@@ -64,6 +74,7 @@ class FieldEmbedding(nn.Module):
     """Batch -> X_0 [B, F, D] in :data:`FIELD_COLUMNS` order (eq. 1), then, with ``target_match``, one field per
     :data:`MATCH_COLUMNS`: the embedding (a table of MATCH_BUCKETS rows) of :func:`match_bucket` of the source's
     category_id sequence against the target's; a zero field when the batch lacks that sequence. Then, with
+    ``id_match``, the same for the ad source's :data:`ID_MATCH_ATTRIBUTES` (:data:`ID_MATCH_COLUMNS`). Then, with
     ``length_fields``, one field per source: the embedding of its length's bucket (:func:`count_bucket`), a zero
     field when the batch carries no column of the source.
 
@@ -74,15 +85,17 @@ class FieldEmbedding(nn.Module):
     """
 
     def __init__(self, embed_dim: int, hash_buckets: int, pooling: str = "mean", target_match: bool = False,
-                 length_fields: bool = False, bias_field: bool = False, bias_fields: int = 1) -> None:
+                 length_fields: bool = False, bias_field: bool = False, bias_fields: int = 1,
+                 id_match: bool = False) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
             raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
         self.embed_dim, self.hash_buckets, self.pooling = embed_dim, hash_buckets, pooling
-        self.target_match, self.length_fields = target_match, length_fields
-        # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS, then (length_fields)
-        # LENGTH_COLUMNS, then (bias_field) bias_columns(bias_fields).
+        self.target_match, self.length_fields, self.id_match = target_match, length_fields, id_match
+        # The fields of X_0, in order: FIELD_COLUMNS, then (target_match) MATCH_COLUMNS, then (id_match)
+        # ID_MATCH_COLUMNS, then (length_fields) LENGTH_COLUMNS, then (bias_field) bias_columns(bias_fields).
         self.field_columns: tuple[str, ...] = (FIELD_COLUMNS + (MATCH_COLUMNS if target_match else ())
+                                               + (ID_MATCH_COLUMNS if id_match else ())
                                                + (LENGTH_COLUMNS if length_fields else ())
                                                + (bias_columns(bias_fields) if bias_field else ()))
         # constant field -> its index: 0 is ``bias``, k > 0 row k - 1 of ``more_biases``
@@ -95,6 +108,8 @@ class FieldEmbedding(nn.Module):
         self.tables = nn.ModuleDict({c: nn.Embedding(hash_buckets, embed_dim) for c in FIELD_COLUMNS})
         if target_match:
             self.tables.update({c: nn.Embedding(MATCH_BUCKETS, embed_dim) for c in MATCH_COLUMNS})
+        if id_match:
+            self.tables.update({c: nn.Embedding(MATCH_BUCKETS, embed_dim) for c in ID_MATCH_COLUMNS})
         if length_fields:
             self.tables.update({c: nn.Embedding(LENGTH_BUCKETS, embed_dim) for c in LENGTH_COLUMNS})
         for t in self.tables.values():
@@ -125,7 +140,7 @@ class FieldEmbedding(nn.Module):
         """The bucket ids [B] of match or length field ``col`` (which ``batch`` carries)."""
         if col in MATCH_SEQ:
             seq = MATCH_SEQ[col]
-            return match_bucket(batch.seqs[seq], batch.targets[f"tgt_{MATCH_ATTRIBUTE}"], batch.lengths[SEQ_SOURCE[seq]])
+            return match_bucket(batch.seqs[seq], batch.targets[MATCH_TARGET[col]], batch.lengths[SEQ_SOURCE[seq]])
         return count_bucket(batch.lengths[LENGTH_SOURCE[col]], LENGTH_BUCKETS)
 
     def extra_lookups(self, batch: Batch) -> int:
@@ -417,7 +432,7 @@ class DynIntModel(nn.Module):
                              "model.hash_buckets >= 2")
         self.cfg = cfg
         self.embedding = FieldEmbedding(cfg.embed_dim, cfg.hash_buckets, cfg.pooling, cfg.target_match,
-                                        cfg.length_fields, cfg.bias_field, cfg.bias_fields)
+                                        cfg.length_fields, cfg.bias_field, cfg.bias_fields, cfg.id_match)
         self.embedding.track_l2 = cfg.embed_l2 > 0
         fields = self.embedding.num_fields
         self.rows = cfg.subspaces * fields
