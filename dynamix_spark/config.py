@@ -105,8 +105,8 @@ class GeneratorConfig:
     reexposure_share_passive: float = 0.05
     # The null control: every conversion and re-exposure share above is 0, so which ad a user converts on is a draw
     # like the ads they are shown, independent of their organic, page and ad history; and the organic and page
-    # sources are drawn for an independent copy of each user's activity and dwell scale (generate.py). Views, engagement types
-    # and the ad dwell shift (what the segmentation reads) are unchanged.
+    # sources are drawn for an independent copy of each user's activity and dwell scale (generate.py). Views,
+    # engagement types and the ad dwell shift (what the segmentation reads) are unchanged.
     null_control: bool = False
 
 

@@ -20,8 +20,9 @@ parameters alone. What it plants, for the pipeline to find and survive:
   conversion's category is drawn like a shown ad's, so it carries no signal. Re-exposure: a share of the ads
   shown in the minutes before a conversion (``reexposure_share_active`` / ``_passive``) are the converted ad,
   another ad of its campaign, or of its advertiser (one level each, equally likely), which only the ad history's
-  id attributes reveal. ``null_control`` sets every conversion and re-exposure share to 0 and draws the organic and page sources for an independent copy of each user's
-  activity and dwell scale, so that nothing in them is informative about conversions. ``surface``, ``media_type``, ``position`` and ``device_type`` (the low-importance
+  id attributes reveal. ``null_control`` sets every conversion and re-exposure share to 0 and draws the organic
+  and page sources for an independent copy of each user's activity and dwell scale, so that nothing in them is
+  informative about conversions. ``surface``, ``media_type``, ``position`` and ``device_type`` (the low-importance
   attributes) are drawn independently of everything, for every user.
 
 Organic content and page ids carry their category: ``id // CATALOG_STRIDE`` (items per category from
@@ -223,7 +224,8 @@ def conversion_shares(cfg: GeneratorConfig) -> dict[str, tuple[float, float]]:
             "passive": (cfg.interest_conversion_share_passive, cfg.preferred_conversion_share_passive)}
 
 
-REEXPOSURE_LEVELS = ("ad", "campaign", "advertiser")  # a re-exposed ad: the converted one, or one of its campaign or advertiser
+# a re-exposed ad: the converted one, or another ad of its campaign or of its advertiser
+REEXPOSURE_LEVELS = ("ad", "campaign", "advertiser")
 
 
 def reexposure_shares(cfg: GeneratorConfig) -> dict[str, float]:
