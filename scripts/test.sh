@@ -14,7 +14,7 @@ TRAIN_PY="$ROOT/.venv-train/bin/python"
 # PySpark's workers (Spark side), and the Spark side's interpreter for the training tests that cross the seam
 # (tests/seam_spark.py writes their Delta tables with delta-spark).
 export PYSPARK_PYTHON="$SPARK_PY" PYSPARK_DRIVER_PYTHON="$SPARK_PY" DYNAMIX_SPARK_PYTHON="$SPARK_PY"
-TRAIN_TESTS=(tests/test_model.py tests/test_target_match.py tests/test_bias_field.py tests/test_row_bias.py tests/test_baseline.py tests/test_loader.py tests/test_train.py tests/test_experiments.py tests/test_importance.py tests/test_costs.py tests/test_experiment_claims.py
+TRAIN_TESTS=(tests/test_model.py tests/test_target_match.py tests/test_bias_field.py tests/test_row_bias.py tests/test_id_match.py tests/test_baseline.py tests/test_loader.py tests/test_train.py tests/test_experiments.py tests/test_importance.py tests/test_costs.py tests/test_experiment_claims.py
              tests/test_gpu_bench.py)
 
 is_train_file() {

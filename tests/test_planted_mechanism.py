@@ -318,7 +318,10 @@ def test_reexposure_before_active_conversions_at_every_id_level(which, request):
     """The planted id signal: in the minutes before a conversion in an active window the user is shown the converted
     ad, another ad of its campaign and another of its advertiser more often than a placebo ad (a like-drawn converted
     ad of another user), at each level on its own; under the null control no level differs from the placebo."""
-    cfg, day = request.getfixturevalue(which)
+    _check_reexposure(which, request.getfixturevalue(which)[1])
+
+
+def _check_reexposure(which: str, day: dict[str, pd.DataFrame]) -> None:
     diffs = _reexposure_differences(day)
     act = diffs[diffs["active"]]
     assert len(act) >= 500, len(act)
@@ -362,9 +365,11 @@ def test_bad_effect_sizes_name_the_key(override, key):
 @pytest.mark.slow
 def test_planted_and_null_on_a_larger_day_and_another_seed(spark, tiny_cfg):
     """5x the users and another seed: the planted bounds hold, and the null control's match rates stay within
-    noise of chance with standard errors about 2.2x smaller."""
+    noise of chance with standard errors about 2.2x smaller; so does the re-exposure count."""
     cfg = _day_config(tiny_cfg, 5000, seed=tiny_cfg.generator.seed + 100)
-    got = _check_planted(cfg, _generated_day(spark, cfg))
+    planted_day = _generated_day(spark, cfg)
+    got = _check_planted(cfg, planted_day)
+    _check_reexposure("planted", planted_day)
     assert got["passive"][0] < got["active"][0] / 3, got
     null_day = _generated_day(spark, replace(cfg, null_control=True))
     for cls, conv in _match_rates(null_day).items():
@@ -375,3 +380,4 @@ def test_planted_and_null_on_a_larger_day_and_another_seed(spark, tiny_cfg):
     z = _interest_z_active(_labelled_impressions(null_day))
     print(f"null control (5000 users): z of the interest category's conversion rate in active windows {z:.2f}")
     assert abs(z) < Z, z
+    _check_reexposure("null", null_day)
