@@ -114,9 +114,10 @@ def test_command_ranks_the_planted_attribute_most_important(tmp_path):
     report = json.loads((run / "report.json").read_text())
     assert report["eval"]["ne"] < 0.7  # it learned the planted rule
     # the report's cost per example (training/costs.py): baseline reads the 11 ad sequences of TRAIN_N ids, and
-    # (model.target_match, on in conf/local.yaml since 2026-12-04) looks up the ad source's match field once
+    # (model.target_match, on in conf/local.yaml since 2026-12-04) looks up the ad source's match field once, and
+    # (model.id_match, on since 2026-12-04 night) each of the 4 id match fields (ad, campaign, advertiser, semantic)
     cost = report["cost_per_example"]
-    assert cost["embedding_lookups"] == len(TARGET_COLUMNS) + 11 * TRAIN_N + 1
+    assert cost["embedding_lookups"] == len(TARGET_COLUMNS) + 11 * TRAIN_N + 1 + 4
     assert cost["bytes_read"] > 11 * TRAIN_N and cost["model_flops_forward"] > 0
     res = subprocess.run([sys.executable, "-m", "training.importance", "--run", str(run)], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=600)
