@@ -106,3 +106,19 @@ def test_segment_truth_confusion_by_hand():
     assert got["passive"] == {"n": 3, "active_window_share": pytest.approx(1 / 3)}
     assert got["active"] == {"n": 3, "active_window_share": pytest.approx(2 / 3)}
     assert got["all"] == {"n": 6, "active_window_share": pytest.approx(1 / 2)}
+
+
+def test_importance_statement():
+    """The ranking's lowest attributes against the configured list, from a hand-made importance summary."""
+    def res(lowest: list[str], within_noise: list[str]) -> dict:
+        low = ["surface", "media_type", "position", "device_type"]
+        return {**_res(), "importance": {"lowest": lowest, "configured_low": low,
+                                         "configured_are_lowest": sorted(lowest) == sorted(low),
+                                         "within_noise_of_zero": within_noise}}
+    c = claims(res(["position", "surface", "device_type", "media_type"], ["surface", "media_type"]))
+    assert c["low_importance_ranks_lowest"]["holds"] is True
+    assert c["low_importance_ranks_lowest"]["detail"]["other attributes within noise of 0"] == "none"
+    c = claims(res(["ad_id", "surface", "device_type", "media_type"], ["ad_id", "surface", "dwell_ms"]))
+    assert c["low_importance_ranks_lowest"]["holds"] is False
+    assert c["low_importance_ranks_lowest"]["detail"]["other attributes within noise of 0"] == "ad_id, dwell_ms"
+    assert "low_importance_ranks_lowest" not in claims(_res())  # no importance pass: no statement

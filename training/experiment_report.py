@@ -169,6 +169,8 @@ CLAIM_TEXT = {
     "remove_active_reads_less": "remove_active reads fewer bytes and FLOPs per example than the baseline",
     "dwp_beats_xdeepint": "DynInt-DWP beats xDeepInt beyond 2 SE (paired by seed)",
     "dgp_beats_xdeepint": "DynInt-DGP beats xDeepInt beyond 2 SE (paired by seed)",
+    "low_importance_ranks_lowest": "the permutation importance ranks the 4 configured low-importance attributes "
+                                   "lowest (mean over seeds)",
     "null_no_arm_differs": "on the null control, no arm's NE differs from the baseline beyond noise",
 }
 

@@ -220,4 +220,11 @@ def claims(res: dict, null_control: bool = False) -> dict:
             b = _beyond(d)
             out[f"{v}_beats_xdeepint"] = {"holds": None if b is None else (b and d["mean"] > 0),
                                           "detail": {"gain_over_xdeepint": d["mean"], "se": d["se"]}}
+    im = res.get("importance")
+    if im:  # the importance ranking (mean over the seeds scored) puts the configured attributes at the bottom
+        others = [a for a in im.get("within_noise_of_zero") or [] if a not in im["configured_low"]]
+        out["low_importance_ranks_lowest"] = {
+            "holds": bool(im["configured_are_lowest"]),
+            "detail": {"lowest": ", ".join(im["lowest"]), "configured": ", ".join(im["configured_low"]),
+                       "other attributes within noise of 0": ", ".join(others) or "none"}}
     return out
