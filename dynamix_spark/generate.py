@@ -52,6 +52,8 @@ MEDIA_TYPES = ("image", "video", "carousel")
 DEVICES = ("ios", "android", "web")
 EXPOSURE_PREFERRED_SHARE = 0.5  # ads shown (background and burst) of the user's preferred category; else uniform
 CATALOG_STRIDE = 1000  # organic content_id and page_id = CATALOG_STRIDE x category + item
+# campaigns are ADS_PER_CAMPAIGN consecutive ad ids (id // 10), advertisers ADS_PER_ADVERTISER (id // 100)
+ADS_PER_CAMPAIGN, ADS_PER_ADVERTISER = 10, 100
 NULL_DECOY_SEED_OFFSET = 7_919  # null_control: the extra sources' user traits are users() drawn with seed + this
 _MASK53 = (1 << 53) - 1
 
@@ -175,19 +177,17 @@ def _drawn_ad_id(r: Draws, cfg: GeneratorConfig, category: Column, key: Column) 
     return category * ads_per_cat + r.integer("ad_in_cat", 0, ads_per_cat - 1, key) + 1
 
 
-def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, category: Column, key: Column,
-                   ad_id: Column | None = None) -> DataFrame:
-    """The ad's attributes: an ad of ``category`` drawn by ``key``, or the given ``ad_id`` (its category follows
-    from the numbering). Campaigns are 10 consecutive ad ids, advertisers 100."""
+def _ad_attributes(df: DataFrame, r: Draws, cfg: GeneratorConfig, ad_id: Column, key: Column) -> DataFrame:
+    """The attributes of ad ``ad_id`` (its category and in-category index follow from the numbering); ``key``
+    draws the impression's surface, media type, position and device."""
     ads_per_cat = _ads_per_category(cfg)
-    ad_id = _drawn_ad_id(r, cfg, category, key) if ad_id is None else ad_id
     category = F.floor((ad_id - 1) / ads_per_cat)
     in_cat = F.pmod(ad_id - 1, F.lit(ads_per_cat))
     return (
         df.withColumn("category_id", category.cast("long"))
         .withColumn("ad_id", ad_id.cast("long"))
-        .withColumn("campaign_id", (F.col("ad_id") / 10).cast("long") + 1_000_000)
-        .withColumn("advertiser_id", (F.col("ad_id") / 100).cast("long") + 2_000_000)
+        .withColumn("campaign_id", (F.col("ad_id") / ADS_PER_CAMPAIGN).cast("long") + 1_000_000)
+        .withColumn("advertiser_id", (F.col("ad_id") / ADS_PER_ADVERTISER).cast("long") + 2_000_000)
         # An ad's semantic ids are codes of its content, so a function of the ad (as content-derived codes are):
         # two coarse codes within its category, one fine code.
         .withColumn("semantic_ids", F.array(
@@ -237,11 +237,13 @@ def reexposure_shares(cfg: GeneratorConfig) -> dict[str, float]:
 
 
 def _reexposed_ad_id(r: Draws, cfg: GeneratorConfig, converted: Column, key: Column) -> Column:
-    """An ad related to ad ``converted``: itself, or uniform among its campaign's (10 consecutive ids) or its
-    advertiser's (100), one level each with equal probability; kept within the numbered ads."""
+    """An ad related to ad ``converted``: itself, or uniform among its campaign's or its advertiser's ads, one level
+    each with equal probability; kept within the numbered ads."""
     level = r.integer("reexpose_level", 0, len(REEXPOSURE_LEVELS) - 1, key)
-    campaign = F.floor(converted / 10) * 10 + r.integer("reexpose_campaign", 0, 9, key)
-    advertiser = F.floor(converted / 100) * 100 + r.integer("reexpose_advertiser", 0, 99, key)
+    campaign = (F.floor(converted / ADS_PER_CAMPAIGN) * ADS_PER_CAMPAIGN
+                + r.integer("reexpose_campaign", 0, ADS_PER_CAMPAIGN - 1, key))
+    advertiser = (F.floor(converted / ADS_PER_ADVERTISER) * ADS_PER_ADVERTISER
+                  + r.integer("reexpose_advertiser", 0, ADS_PER_ADVERTISER - 1, key))
     related = F.when(level == 0, converted).when(level == 1, campaign).otherwise(advertiser)
     return F.least(F.greatest(related, F.lit(1)), F.lit(_ads_per_category(cfg) * cfg.n_categories)).cast("long")
 
@@ -284,7 +286,8 @@ def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
                 .otherwise(_shown_category(r, cfg, "conv", ckey)))
     # Keyed by the conversion's event id: with ckey itself, conversion k's ad would share its in-category
     # draw (and so often its ad_id) and its attributes with background impression k of the same user-day.
-    conv = _ad_attributes(conv, r, cfg, conv_cat, F.concat(F.lit("cv-"), ckey))
+    cv_key = F.concat(F.lit("cv-"), ckey)
+    conv = _ad_attributes(conv, r, cfg, _drawn_ad_id(r, cfg, conv_cat, cv_key), cv_key)
     pre_logged = r.uniform("pre_logged", ckey) < cfg.pre_logged_conversion_share
     # The impression a conversion belongs to: logged up to max_logging_delay_s after the conversion for a
     # share of conversions (the logging delay), otherwise 1-30 s before it.
@@ -296,7 +299,7 @@ def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
     conv = conv.withColumn("shift", shift)
 
     conversions = conv.select(
-        F.concat(F.lit("cv-"), ckey).alias("event_id"),
+        cv_key.alias("event_id"),
         "user_id",
         F.timestamp_seconds("conv_s").alias("event_ts"),
         F.when(r.uniform("conv_no_ad", ckey) < 0.05, F.lit(None).cast("long")).otherwise(F.col("ad_id")).alias("ad_id"),
@@ -322,7 +325,7 @@ def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
     burst = _ad_attributes(burst.withColumn("burst_ad_id", burst_ad)
                            .drop("category_id", "ad_id", "campaign_id", "advertiser_id", "semantic_ids",
                                  "surface", "media_type", "position", "device_type"),
-                           r, cfg, burst_cat, bkey, F.col("burst_ad_id"))
+                           r, cfg, F.col("burst_ad_id"), bkey)
     burst = burst.select(
         F.concat(F.lit("ai-b-"), bkey).alias("event_id"), "user_id",
         (F.col("conv_s") - r.integer("burst_t", 0, BURST_LOOKBACK_S, bkey)).alias("ts_s"),
@@ -333,7 +336,7 @@ def ad_impressions_and_conversions(user_day: DataFrame, cfg: GeneratorConfig):
     bg = _explode_count(user_day, r.count("n_bg", F.col("activity") * cfg.ad_impressions_per_user_day, uid, day), "k")
     gkey = F.concat_ws(":", uid, day, F.col("k"))
     bg_cat = _shown_category(r, cfg, "bg", gkey)
-    bg = _ad_attributes(bg, r, cfg, bg_cat, gkey).select(
+    bg = _ad_attributes(bg, r, cfg, _drawn_ad_id(r, cfg, bg_cat, gkey), gkey).select(
         F.concat(F.lit("ai-g-"), gkey).alias("event_id"), "user_id",
         (F.col("day_start_s") + _daily_cycle_second(r.uniform("bg_t", gkey))).alias("ts_s"),
         "ad_id", "campaign_id", "advertiser_id", "category_id", "semantic_ids", "surface", "media_type",

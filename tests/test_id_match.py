@@ -9,10 +9,9 @@ from dataclasses import replace
 import torch
 
 from schemas.ebf import ALL_SEQ_COLUMNS, TARGET_COLUMNS, present_columns
-from test_target_match import SMALL, _batch, hand_bucket
+from test_target_match import SMALL, _batch, fitted_ne, hand_bucket
 from training.batch import Batch
 from training.costs import model_costs
-from training.metrics import normalized_entropy
 from training.model import ID_MATCH_COLUMNS, MATCH_COLUMNS, DynIntModel, FieldEmbedding
 
 ID_ATTRIBUTES = ("ad_id", "campaign_id", "advertiser_id", "semantic_ids")
@@ -76,20 +75,5 @@ def test_the_id_match_learns_a_campaign_reexposure_that_hashed_ids_alone_do_not(
         seqs = {"ad_seq_campaign_id": hist, "ad_seq_ad_id": torch.randint(1, 50_000, (b, n), generator=g)}
         return Batch(targets=targets, seqs=seqs, lengths=lengths, label=label.float())
 
-    scores = {}
-    for match in (False, True):
-        torch.manual_seed(0)
-        model = DynIntModel(replace(SMALL, id_match=match, orth_rate=0.0))
-        opt = torch.optim.Adam(model.parameters(), lr=0.02)
-        for step in range(150):
-            b = data(step)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(b), b.label)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        test = data(10_000, 2048)
-        with torch.no_grad():
-            p = torch.sigmoid(model(test)).numpy()
-        scores[match] = normalized_entropy(test.label.numpy(), p)
+    scores = {match: fitted_ne(replace(SMALL, id_match=match, orth_rate=0.0), data) for match in (False, True)}
     assert scores[True] < 0.3 and scores[False] > 0.8, scores

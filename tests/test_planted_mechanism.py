@@ -92,7 +92,8 @@ def _dominant_view_category(conv: pd.DataFrame, views: pd.DataFrame) -> pd.Serie
 
 
 def _rate(hit: pd.Series, cluster: pd.Series, p0: float | None = None) -> tuple[float, float, int]:
-    """Mean of a 0/1 series and its standard error clustered by ``cluster`` (around ``p0`` when given)."""
+    """Mean of a series (of 0/1: a rate) and its standard error clustered by ``cluster`` (around ``p0`` when
+    given)."""
     n = len(hit)
     p = float(hit.mean())
     centre = p if p0 is None else p0
@@ -309,7 +310,7 @@ def _reexposure_differences(day: dict[str, pd.DataFrame], burst_s: int = 240, ow
         for level, hit in (("ad", same_ad), ("campaign", same_campaign), ("advertiser", same_adv)):
             out[f"{name}_{level}"] = hit.groupby(x["conv_id"]).sum().reindex(out.index, fill_value=0)
     for level in ("ad", "campaign", "advertiser"):
-        out[f"d_{level}"] = out[f"converted_{level}"].fillna(0) - out[f"placebo_{level}"].fillna(0)
+        out[f"d_{level}"] = out[f"converted_{level}"] - out[f"placebo_{level}"]
     return out
 
 
@@ -326,10 +327,7 @@ def _check_reexposure(which: str, day: dict[str, pd.DataFrame]) -> None:
     act = diffs[diffs["active"]]
     assert len(act) >= 500, len(act)
     for level in ("ad", "campaign", "advertiser"):
-        per_user = act.groupby("user_id")[f"d_{level}"]
-        mean = act[f"d_{level}"].mean()
-        # clustered by user: the sum of each user's deviations from the mean
-        se = np.sqrt(((per_user.sum() - per_user.count() * mean) ** 2).sum()) / len(act)
+        mean, se, _n = _rate(act[f"d_{level}"], act["user_id"])
         print(f"{which}: {level} level, mean count before an active conversion {act[f'converted_{level}'].mean():.3f} "
               f"(placebo {act[f'placebo_{level}'].mean():.3f}), difference {mean:.3f} se {se:.3f}, n {len(act)}")
         if which == "planted":

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dynamix_spark.config import ModelConfig
-from schemas.ebf import ALL_SEQ_COLUMNS, EBF_SOURCES, TARGET_COLUMNS, seq_col
+from schemas.ebf import ALL_SEQ_COLUMNS, EBF_SOURCES, TARGET_COLUMNS, seq_col, tgt_col
 from training.batch import Batch
 
 FIELD_COLUMNS: tuple[str, ...] = TARGET_COLUMNS + ALL_SEQ_COLUMNS
@@ -39,16 +39,16 @@ SEQ_SOURCE: dict[str, str] = {seq_col(s, a): s for s, attrs in EBF_SOURCES.items
 MATCH_ATTRIBUTE = "category_id"
 MATCH_SOURCES: tuple[str, ...] = tuple(s for s, attrs in EBF_SOURCES.items() if MATCH_ATTRIBUTE in attrs)
 MATCH_COLUMNS: tuple[str, ...] = tuple(f"{s}_match_{MATCH_ATTRIBUTE}" for s in MATCH_SOURCES)
-# Target-aware id match fields (``model.id_match``): the same count for the ad source's id attributes, how many of the
-# ad history's events show the target ad itself, its campaign, its advertiser or its content (semantic ids): the
-# re-exposure signal (docs/PLANTED_MECHANISM.md). Targets and sequences hash an attribute the same way (schemas/ebf.py).
+# Target-aware id match fields (``model.id_match``): the same count for the ad source's id attributes, how many of
+# the ad history's events show the target ad itself, its campaign, its advertiser or its content (semantic ids):
+# the re-exposure signal (docs/PLANTED_MECHANISM.md). Targets and sequences hash an attribute alike (schemas/ebf.py).
 ID_MATCH_ATTRIBUTES: tuple[str, ...] = ("ad_id", "campaign_id", "advertiser_id", "semantic_ids")
 ID_MATCH_COLUMNS: tuple[str, ...] = tuple(f"ad_match_{a}" for a in ID_MATCH_ATTRIBUTES)
-# match field -> (the sequence column it counts in, the target column it counts)
-MATCH_SEQ: dict[str, str] = {m: seq_col(s, MATCH_ATTRIBUTE) for m, s in zip(MATCH_COLUMNS, MATCH_SOURCES)}
-MATCH_SEQ.update({m: seq_col("ad", a) for m, a in zip(ID_MATCH_COLUMNS, ID_MATCH_ATTRIBUTES)})
-MATCH_TARGET: dict[str, str] = {m: f"tgt_{MATCH_ATTRIBUTE}" for m in MATCH_COLUMNS}
-MATCH_TARGET.update({m: f"tgt_{a}" for m, a in zip(ID_MATCH_COLUMNS, ID_MATCH_ATTRIBUTES)})
+# every match field: (field, source, attribute), counting the source's sequence of the attribute against the target's
+_MATCHES = ([(m, s, MATCH_ATTRIBUTE) for m, s in zip(MATCH_COLUMNS, MATCH_SOURCES)]
+            + [(m, "ad", a) for m, a in zip(ID_MATCH_COLUMNS, ID_MATCH_ATTRIBUTES)])
+MATCH_SEQ: dict[str, str] = {m: seq_col(s, a) for m, s, a in _MATCHES}  # match field -> the sequence it counts in
+MATCH_TARGET: dict[str, str] = {m: tgt_col(a) for m, _s, a in _MATCHES}  # match field -> the target it counts
 MATCH_BUCKETS = 8  # 0 matches, then 1, 2-3, 4-7, ..., >= 64
 # Length fields (``model.length_fields``): per source, its sequence's length (events before padding), bucketed the
 # same way and embedded: how much history there is, as an input of its own rather than something the model
